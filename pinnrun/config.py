@@ -1,0 +1,176 @@
+"""Typed configuration: the top-level schema, the group-option schemas and their validation.
+
+The top-level keys (`seed`, `device`, `dtype`, `tracking`, `train`, `output`) are a structured
+config stored in Hydra's ConfigStore, so a typo or a wrong type there fails at compose time.
+Each group option (`problem`, `model`, `sampler`, `weighting`, `optimizer`) names its class with
+`_target_`; the class carries a nested `Config` dataclass, and `build` merges the YAML node into
+that dataclass, so unknown keys and wrong types of an option are rejected before any work starts.
+Value checks (positive counts, lr > 0, ...) live in each `Config.__post_init__`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional, TypeVar
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+GROUPS = ("problem", "model", "sampler", "weighting", "optimizer")
+DTYPES = ("float32", "float64")
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message is one line for the user."""
+
+
+@dataclass
+class TrackingConfig:
+    """Where and how runs are recorded in MLflow."""
+
+    enabled: bool = True
+    uri: Optional[str] = None  # None: MLflow's default (a sqlite mlflow.db in the working directory)
+    experiment: Optional[str] = None  # None: the problem's name
+    run_name: Optional[str] = None  # None: <problem>-<weighting>-s<seed>
+    timeout_s: float = 10.0  # how long to wait for a tracking server before failing
+
+
+@dataclass
+class TrainConfig:
+    """Cadences of the training loop (in optimizer steps)."""
+
+    log_every: int = 100
+    eval_every: int = 500
+    progress: bool = True  # a progress bar on a terminal; always quiet when not a TTY
+
+    def validate(self, prefix: str) -> None:
+        require_positive(f"{prefix}.log_every", self.log_every)
+        require_positive(f"{prefix}.eval_every", self.eval_every)
+
+
+@dataclass
+class OutputConfig:
+    """What a run writes into its output directory (and logs as MLflow artifacts)."""
+
+    dir: str = "${hydra:runtime.output_dir}"
+    plots: bool = True
+    prediction: bool = True
+    checkpoint: bool = True
+
+
+@dataclass
+class Config:
+    """The composed run configuration; group nodes are validated by their own classes."""
+
+    problem: Any = MISSING
+    model: Any = MISSING
+    sampler: Any = MISSING
+    weighting: Any = MISSING
+    optimizer: Any = MISSING
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    dtype: str = "float32"  # float32 | float64
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def register_schemas() -> None:
+    """Store the top-level schema; `conf/config.yaml` extends it through its defaults list."""
+    ConfigStore.instance().store(name="base_config", node=Config)
+
+
+def require_positive(key: str, value: float) -> None:
+    """Reject a count, cadence or rate that is not > 0."""
+    if value <= 0:
+        raise ConfigError(f"{key}={value!r}: must be > 0")
+
+
+def require_choice(key: str, value: str, allowed: Iterable[str]) -> None:
+    """Reject a string that is not one of the allowed choices, naming them."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r}: not one of {', '.join(allowed)}")
+
+
+def target_class(group: str, node: DictConfig) -> type:
+    """Import the class a group option names with `_target_`."""
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    if not isinstance(target, str) or "." not in target:
+        raise ConfigError(f"{group}._target_={target!r}: must name a class, e.g. pinnrun.problems.burgers.Burgers")
+    module_name, _, class_name = target.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"{group}._target_={target!r}: cannot import it ({exc})") from None
+    if not hasattr(cls, "Config"):
+        raise ConfigError(f"{group}._target_={target!r}: has no Config schema")
+    return cls
+
+
+def parse_node(group: str, schema: type[T], node: Any) -> T:
+    """Merge a YAML node into a dataclass schema; unknown keys and wrong types become ConfigError."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), node)
+        parsed = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(describe_omegaconf_error(group, schema, exc)) from None
+    if hasattr(parsed, "validate"):
+        parsed.validate(group)
+    return parsed  # type: ignore[return-value]
+
+
+def describe_omegaconf_error(group: str, schema: type, exc: OmegaConfBaseException) -> str:
+    """Turn OmegaConf's multi-line error into one line naming the key and what is allowed."""
+    key = getattr(exc, "full_key", None) or ""
+    full = f"{group}.{key}" if key else group
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if first.startswith("Key '") and "not in" in first:
+        fields = ", ".join(f.name for f in dataclasses.fields(schema))
+        return f"{full}: unknown key; allowed keys: {fields}"
+    match = re.search(r"Value '(.*)' (?:of type '\w+' )?(?:could not be converted to|is not a valid) (\w+)", first)
+    if match:
+        return f"{full}={match.group(1)!r}: expected {match.group(2).lower()}"
+    if "Missing mandatory value" in first:
+        return f"{full}: missing value (required)"
+    return f"{full}: {first}"
+
+
+@dataclass(frozen=True)
+class Option:
+    """A validated group option: its class and its typed config, not yet constructed."""
+
+    cls: type
+    cfg: Any
+
+    def build(self, *args: Any, **kwargs: Any) -> Any:
+        """Construct the option with its run-time dependencies (problem, device, ...), which do not
+        belong in YAML."""
+        return self.cls(self.cfg, *args, **kwargs)
+
+
+def parse_option(group: str, node: Any) -> Option:
+    """Validate a group option against its class's Config.
+
+    The YAML's `_target_` is the registry: adding an option is one module plus one YAML.
+    """
+    cls = target_class(group, node)
+    values = OmegaConf.to_container(node, resolve=True)
+    values.pop("_target_", None)
+    return Option(cls, parse_node(group, cls.Config, values))
+
+
+def validate_top_level(cfg: DictConfig) -> None:
+    """Check the top-level values that the schema's types cannot express."""
+    require_choice("dtype", cfg.dtype, DTYPES)
+    require_positive("tracking.timeout_s", cfg.tracking.timeout_s)
+    TrainConfig(**OmegaConf.to_container(cfg.train)).validate("train")
+    for group in GROUPS:
+        if not isinstance(cfg.get(group), DictConfig):
+            raise ConfigError(f"{group}: missing; choose one with {group}=<option> (see pinnrun --help)")

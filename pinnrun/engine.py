@@ -1,0 +1,258 @@
+"""Build a run from its config, train it, evaluate it, record it.
+
+`run(cfg)` validates everything first (no MLflow run and no artifact exists before the config is
+known to be good), builds the parts, and hands them to `train`, the loop you can read top to bottom.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+from tqdm.auto import tqdm
+
+import pinnrun
+from pinnrun import plots
+from pinnrun.checkpoint import save_checkpoint
+from pinnrun.config import GROUPS, ConfigError, Option, parse_option, validate_top_level
+from pinnrun.derivatives import autograd_fields
+from pinnrun.models.base import PINNModel
+from pinnrun.optim.base import Phase
+from pinnrun.problems.base import Evaluation, Problem
+from pinnrun.runtime import DTYPES, resolve_device, seed_everything
+from pinnrun.samplers.base import Points, Sampler
+from pinnrun.tracking import Tracker, flatten, open_run
+from pinnrun.weighting.base import Weighting
+
+EVAL_BATCH = 65536
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or Inf; training cannot continue meaningfully."""
+
+
+@dataclass
+class Parts:
+    """Everything a training run works on, built on one device and dtype."""
+
+    problem: Problem
+    model: PINNModel
+    sampler: Sampler
+    weighting: Weighting
+    phases: list[Phase]
+    evaluation: Evaluation
+    device: torch.device
+    dtype: torch.dtype
+
+
+def validate(cfg: DictConfig) -> dict[str, Option]:
+    """Check every value of the config; raises ConfigError before anything is created."""
+    validate_top_level(cfg)
+    options = {group: parse_option(group, cfg[group]) for group in GROUPS}
+    resolve_device(cfg.device)
+    return options
+
+
+def build(cfg: DictConfig, options: Mapping[str, Option]) -> Parts:
+    """Construct problem, model, sampler, weighting and optimizer phases on the run's device."""
+    device, dtype = resolve_device(cfg.device), DTYPES[cfg.dtype]
+    seed_everything(cfg.seed)
+    problem = options["problem"].build()
+    model = options["model"].build(problem).to(device=device, dtype=dtype)
+    sampler = options["sampler"].build(problem, torch.Generator().manual_seed(cfg.seed))
+    weighting = options["weighting"].build(problem.term_weights(), model)
+    phases = options["optimizer"].build().phases()
+    return Parts(problem, model, sampler, weighting, phases, problem.evaluation(), device, dtype)
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Validate, build, train and record one run; returns the final metrics."""
+    options = validate(cfg)
+    out_dir = writable_directory(Path(cfg.output.dir))
+    parts = build(cfg, options)
+    names = option_names(cfg)
+    run_name = cfg.tracking.run_name or f"{names['problem']}-{names['weighting']}-s{cfg.seed}"
+    tags = {**names, "seed": str(cfg.seed), "device": str(parts.device), "dtype": cfg.dtype,
+            "pinnrun_version": pinnrun.__version__, **git_commit()}
+    params = flatten(OmegaConf.to_container(cfg, resolve=True))
+    with open_run(cfg.tracking, cfg.tracking.experiment or names["problem"], run_name, tags, params) as tracker:
+        return train(parts, cfg, tracker, out_dir)
+
+
+def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path) -> dict[str, float]:
+    """The training loop: phases in order; per step points -> residuals -> weighting -> step."""
+    problem, model, sampler, weighting = parts.problem, parts.model, parts.sampler, parts.weighting
+    points = on_device(sampler.initial(), parts)
+    weighting.on_points(points)
+    eval_inputs = torch.as_tensor(parts.evaluation.inputs, device=parts.device, dtype=parts.dtype)
+    history: list[tuple[int, dict[str, float]]] = []
+    last: dict[str, Tensor] = {}
+    step, best = 0, math.inf
+    next_log, next_eval = cfg.train.log_every, cfg.train.eval_every
+
+    def closure() -> Tensor:
+        model.zero_grad(set_to_none=True)
+        loss, diagnostics = weighting.loss(residuals(problem, model, points), points, step)
+        loss.backward()
+        last.update(diagnostics)
+        return loss
+
+    total = sum(phase.steps for phase in parts.phases)
+    bar = tqdm(total=total, disable=None if cfg.train.progress else True, dynamic_ncols=True, desc=problem.name)
+    started = logged_at = time.perf_counter()
+    logged_step = 0
+    for phase in parts.phases:
+        phase.start(model.parameters())
+        while not phase.finished():
+            changed = sampler.update(step) if phase.adaptive else None
+            if changed:
+                points.update(on_device(changed, parts))
+                weighting.on_points(changed)
+            advanced = phase.advance(closure, min(phase.steps - phase.done, next_log - step))
+            weighting.after_step(ascent=phase.adaptive)
+            step += advanced
+            bar.update(advanced)
+            if step < next_log and not phase.finished():
+                continue
+            now = time.perf_counter()
+            metrics = {**to_floats({**last, **weighting.metrics()}), **phase.metrics(), "lr": phase.lr(),
+                       "time/step_ms": 1e3 * (now - logged_at) / max(step - logged_step, 1)}
+            check_finite(metrics, step)
+            if step >= next_eval or phase.finished():
+                metrics["l2_rel"] = rel_l2(predict(model, eval_inputs), parts.evaluation.u_ref)
+                best = min(best, metrics["l2_rel"])
+                metrics["l2_rel_best"] = best
+                next_eval = step + cfg.train.eval_every
+                bar.set_postfix(loss=f"{metrics['loss/total']:.3e}", l2=f"{metrics['l2_rel']:.2e}")
+            tracker.log_metrics(metrics, step)
+            history.append((step, metrics))
+            logged_at, logged_step, next_log = now, step, step + cfg.train.log_every
+        tracker.set_tags({f"stop_reason/{phase.name}": phase.stop_reason or "max_steps"})
+    bar.close()
+    u_pred = predict(model, eval_inputs)
+    final = {"final/l2_rel": rel_l2(u_pred, parts.evaluation.u_ref), "final/time_s": time.perf_counter() - started,
+             "final/steps": float(step)}
+    tracker.log_metrics(final, step)
+    write_outputs(parts, cfg, tracker, out_dir, history, u_pred, step)
+    return final
+
+
+def residuals(problem: Problem, model: PINNModel, points: Mapping[str, Points]) -> dict[str, Tensor]:
+    """Per-point residual of every term at its current points."""
+    return {
+        name: term.residual(autograd_fields(model, points[name].x, problem.input_names, term.derivatives))
+        for name, term in problem.terms.items()
+    }
+
+
+def on_device(points: Mapping[str, Points], parts: Parts) -> dict[str, Points]:
+    """Sampler points (float64, CPU) moved to the run's device and dtype."""
+    return {term: Points(p.x.to(parts.device, parts.dtype), p.ids.to(parts.device)) for term, p in points.items()}
+
+
+@torch.no_grad()
+def predict(model: PINNModel, inputs: Tensor) -> np.ndarray:
+    """The model on the evaluation inputs, in batches, as float64 numpy."""
+    return torch.cat([model(chunk).squeeze(-1) for chunk in inputs.split(EVAL_BATCH)]).double().cpu().numpy()
+
+
+def rel_l2(u_pred: np.ndarray, u_ref: np.ndarray) -> float:
+    """||u_pred - u_ref||_2 / ||u_ref||_2 over the evaluation grid."""
+    return float(np.linalg.norm(u_pred - u_ref) / np.linalg.norm(u_ref))
+
+
+def to_floats(tensors: Mapping[str, Tensor]) -> dict[str, float]:
+    """Detached scalar tensors to floats with a single host sync."""
+    if not tensors:
+        return {}
+    values = torch.stack([t.detach().float().reshape(()) for t in tensors.values()]).cpu().tolist()
+    return dict(zip(tensors.keys(), values))
+
+
+def check_finite(metrics: Mapping[str, float], step: int) -> None:
+    """Stop a run whose loss went NaN/Inf, naming the term that went bad."""
+    if math.isfinite(metrics["loss/total"]):
+        return
+    bad = [key.split("/", 1)[1] for key, value in metrics.items() if key.startswith("mse/") and not math.isfinite(value)]
+    raise NonFiniteLossError(f"loss became non-finite at step {step} (terms: {', '.join(bad) or 'weights'})")
+
+
+def write_outputs(
+    parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, history: list, u_pred: np.ndarray, step: int
+) -> None:
+    """Config, prediction, plots and checkpoint into the output directory, then to the tracker."""
+    evaluation, problem = parts.evaluation, parts.problem
+    files: list[tuple[Path, str | None]] = []
+    config_path = out_dir / "config.yaml"
+    OmegaConf.save(cfg, config_path, resolve=True)
+    files.append((config_path, None))
+    if cfg.output.prediction:
+        path = out_dir / "prediction.npz"
+        np.savez_compressed(path, inputs=evaluation.inputs, input_names=np.array(problem.input_names),
+                            u_pred=u_pred, u_ref=evaluation.u_ref, shape=np.array(evaluation.shape))
+        files.append((path, None))
+    if cfg.output.plots:
+        plot_dir = out_dir / "plots"
+        plot_dir.mkdir(exist_ok=True)
+        plots.plot_losses(history, list(problem.terms), plot_dir / "losses.png")
+        plots.plot_l2(history, plot_dir / "l2_rel.png")
+        plots.plot_fields(evaluation.inputs, u_pred, evaluation.u_ref, evaluation.shape, problem.input_names, plot_dir / "fields.png")
+        files.append((plot_dir, "plots"))
+    if cfg.output.checkpoint:
+        path = out_dir / "checkpoint.pt"
+        save_checkpoint(path, checkpoint_payload(parts, cfg, step))
+        files.append((path, None))
+    for path, artifact_path in files:
+        tracker.log_artifact(path, artifact_path)
+
+
+def checkpoint_payload(parts: Parts, cfg: DictConfig, step: int) -> dict[str, Any]:
+    """Model, optimizer phases, weighting, sampler and RNG states, step and config."""
+    return {
+        "step": step,
+        "problem": parts.problem.name,
+        "model": parts.model.state_dict(),
+        "phases": [{"name": p.name, **p.state_dict()} for p in parts.phases],
+        "weighting": parts.weighting.state_dict(),
+        "sampler": parts.sampler.state_dict(),
+        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1]},
+        "config": OmegaConf.to_yaml(cfg, resolve=True),
+    }
+
+
+def writable_directory(path: Path) -> Path:
+    """Create the output directory or fail with a one-line error."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"output.dir={str(path)!r}: not writable ({exc.strerror})") from None
+    return path
+
+
+def option_names(cfg: DictConfig) -> dict[str, str]:
+    """The chosen option of each group: Hydra's choices when run from the CLI, else the class name."""
+    from hydra.core.hydra_config import HydraConfig
+
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    return {group: str(choices.get(group) or cfg[group]._target_.rsplit(".", 1)[-1].lower()) for group in GROUPS}
+
+
+def git_commit() -> dict[str, str]:
+    """The pinnrun source's git commit as a tag, when it is a git checkout."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=2, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"git_commit": commit}

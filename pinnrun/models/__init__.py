@@ -1,0 +1,1 @@
+"""Networks that map a problem's inputs to its solution u."""

@@ -1,0 +1,47 @@
+"""What every model shares: input normalisation from the problem's domain and the optional
+hard-constraint ansatz around the network."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor, nn
+
+from pinnrun.config import ConfigError
+from pinnrun.problems.base import Problem
+
+
+@dataclass
+class ModelConfig:
+    normalize_inputs: bool = True  # map each input from its domain interval to [-1, 1]
+    hard_constraints: bool = False  # wrap the network in the problem's output ansatz
+
+
+class PINNModel(nn.Module):
+    """A network u(inputs) -> (N, 1) with input scaling and an optional output ansatz."""
+
+    def __init__(self, cfg: ModelConfig, problem: Problem):
+        super().__init__()
+        low = torch.tensor([lo for lo, _ in problem.bounds])
+        span = torch.tensor([hi - lo for lo, hi in problem.bounds])
+        if not cfg.normalize_inputs:
+            low, span = torch.full_like(low, -1.0), torch.full_like(span, 2.0)
+        self.register_buffer("input_low", low)
+        self.register_buffer("input_span", span)
+        self.in_features = len(problem.input_names)
+        self.ansatz: Optional[Callable[[Tensor, Tensor], Tensor]] = None
+        if cfg.hard_constraints:
+            self.ansatz = problem.ansatz()
+            if self.ansatz is None:
+                raise ConfigError(f"model.hard_constraints=true: problem {problem.name!r} has no hard-constraint ansatz")
+
+    def network(self, z: Tensor) -> Tensor:
+        """The network on normalised inputs z in [-1, 1]^d."""
+        raise NotImplementedError
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        z = 2.0 * (inputs - self.input_low) / self.input_span - 1.0
+        out = self.network(z)
+        return out if self.ansatz is None else self.ansatz(inputs, out)

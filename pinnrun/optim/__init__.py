@@ -1,0 +1,1 @@
+"""Optimizers as a list of phases (Adam, then L-BFGS) that the training loop walks."""

@@ -1,0 +1,85 @@
+"""Adam (Kingma & Ba 2015) with an optional learning-rate decay."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, List, Optional
+
+import torch
+from torch import Tensor
+
+from pinnrun.config import ConfigError, require_choice, require_positive
+from pinnrun.optim.base import Closure, Phase, Plan
+
+SCHEDULES = ("none", "exponential", "step", "cosine")
+
+
+@dataclass
+class AdamConfig:
+    steps: int = 5000
+    lr: float = 1e-3
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    schedule: str = "none"  # none | exponential (lr * rate^(step/decay_steps)) | step | cosine
+    decay_rate: float = 0.9
+    decay_steps: int = 1000
+
+    def validate(self, prefix: str) -> None:
+        require_positive(f"{prefix}.steps", self.steps)
+        require_positive(f"{prefix}.lr", self.lr)
+        require_choice(f"{prefix}.schedule", self.schedule, SCHEDULES)
+        require_positive(f"{prefix}.decay_rate", self.decay_rate)
+        require_positive(f"{prefix}.decay_steps", self.decay_steps)
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"{prefix}.betas={list(self.betas)}: must be two numbers in [0, 1)")
+
+
+def lr_factor(cfg: AdamConfig, step: int) -> float:
+    """The multiplier on the base learning rate after `step` steps."""
+    if cfg.schedule == "exponential":
+        return cfg.decay_rate ** (step / cfg.decay_steps)
+    if cfg.schedule == "step":
+        return cfg.decay_rate ** (step // cfg.decay_steps)
+    if cfg.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))
+    return 1.0
+
+
+class AdamPhase(Phase):
+    name = "adam"
+    adaptive = True
+
+    def __init__(self, cfg: AdamConfig):
+        super().__init__(cfg.steps)
+        self.cfg = cfg
+        self.scheduler: Optional[torch.optim.lr_scheduler.LambdaLR] = None
+
+    def start(self, params: Iterable[Tensor]) -> None:
+        self.optimizer = torch.optim.Adam(params, lr=self.cfg.lr, betas=tuple(self.cfg.betas))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(self.cfg, step))
+
+    def advance(self, closure: Closure, limit: int) -> int:
+        self.optimizer.step(closure)
+        self.scheduler.step()
+        self.done += 1
+        return 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "scheduler": self.scheduler.state_dict() if self.scheduler else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+
+
+class Adam(Plan):
+    """`optimizer=adam`: one Adam phase."""
+
+    Config = AdamConfig
+
+    def __init__(self, cfg: AdamConfig):
+        self.cfg = cfg
+
+    def phases(self) -> list[Phase]:
+        return [AdamPhase(self.cfg)]

@@ -1,0 +1,80 @@
+"""Figures written at the end of a run: loss curves, rel-L2 history, prediction fields."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+History = Sequence[tuple[int, Mapping[str, float]]]
+
+
+def series(history: History, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Steps and values of one metric across the logged history."""
+    pairs = [(step, values[key]) for step, values in history if key in values]
+    if not pairs:
+        return np.empty(0), np.empty(0)
+    steps, values = zip(*pairs)
+    return np.asarray(steps), np.asarray(values)
+
+
+def plot_losses(history: History, terms: Sequence[str], path: Path) -> None:
+    """Weighted loss and raw MSE per term against step (log scale)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    for ax, kind in zip(axes, ("loss", "mse")):
+        for term in ["total", *terms] if kind == "loss" else terms:
+            steps, values = series(history, f"{kind}/{term}")
+            if steps.size:
+                ax.semilogy(steps, values, label=term)
+        ax.set_title("weighted loss" if kind == "loss" else "raw MSE per term")
+        ax.set_xlabel("step")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_l2(history: History, path: Path) -> None:
+    """Relative L2 error against step."""
+    steps, values = series(history, "l2_rel")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.semilogy(steps, values, marker="o", markersize=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("relative L2 error")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_fields(
+    inputs: np.ndarray, u_pred: np.ndarray, u_ref: np.ndarray, shape: tuple[int, ...], names: Sequence[str], path: Path
+) -> None:
+    """Prediction, reference and absolute error: images for 2-D inputs, curves for 1-D."""
+    error = np.abs(u_pred - u_ref)
+    if len(shape) == 1:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        axes[0].plot(inputs[:, 0], u_ref, "k-", label="reference")
+        axes[0].plot(inputs[:, 0], u_pred, "r--", label="prediction")
+        axes[0].legend()
+        axes[1].semilogy(inputs[:, 0], error + 1e-300)
+        axes[1].set_title("absolute error")
+        for ax in axes:
+            ax.set_xlabel(names[0])
+    else:
+        extent = [inputs[:, 1].min(), inputs[:, 1].max(), inputs[:, 0].min(), inputs[:, 0].max()]
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+        for ax, field, title in zip(axes, (u_pred, u_ref, error), ("prediction", "reference", "absolute error")):
+            image = ax.imshow(field.reshape(shape[:2]), origin="lower", aspect="auto", extent=extent, cmap="viridis" if title == "absolute error" else "RdBu_r")
+            ax.set_title(title)
+            ax.set_xlabel(names[1])
+            ax.set_ylabel(names[0])
+            fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

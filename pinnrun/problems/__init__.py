@@ -1,0 +1,1 @@
+"""PDE problems: domain, loss terms with their residuals, and a reference solution."""

@@ -1,0 +1,133 @@
+"""The problem interface: an immutable description of a PDE and its reference solution."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar, Dict, List, Optional
+
+import numpy as np
+from torch import Tensor
+
+from pinnrun.config import ConfigError, require_positive
+from pinnrun.derivatives import Fields, check_derivative_keys
+
+Box = tuple[tuple[float, float], ...]
+"""An axis-aligned box, one (low, high) pair per input; low == high fixes that coordinate."""
+
+
+@dataclass(frozen=True)
+class Term:
+    """One loss term: where its points live, which derivatives it needs, its residual."""
+
+    region: tuple[Box, ...]
+    residual: Callable[[Fields], Tensor]
+    derivatives: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.region or any(not all(len(pair) == 2 and pair[0] <= pair[1] for pair in box) for box in self.region):
+            raise ValueError(f"Term.region={self.region!r}: must be a tuple of boxes of (low, high) pairs")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The reference solution on the evaluation grid (inputs in C order of `shape`)."""
+
+    inputs: np.ndarray  # (N, d), columns in the problem's input order
+    u_ref: np.ndarray  # (N,)
+    shape: tuple[int, ...]  # grid points per input; N == prod(shape)
+
+
+@dataclass
+class ProblemConfig:
+    """Options every problem has: point counts and term constants per term, the evaluation grid."""
+
+    n: Dict[str, int] = field(default_factory=dict)  # points per loss term
+    weights: Dict[str, float] = field(default_factory=dict)  # term constants c_i, applied under any weighting
+    eval_grid: List[int] = field(default_factory=list)  # evaluation grid points per input
+
+    def validate(self, prefix: str) -> None:
+        for term, count in self.n.items():
+            require_positive(f"{prefix}.n.{term}", count)
+        for term, weight in self.weights.items():
+            if not (weight >= 0 and math.isfinite(weight)):
+                raise ConfigError(f"{prefix}.weights.{term}={weight!r}: must be a finite number >= 0")
+        for count in self.eval_grid:
+            require_positive(f"{prefix}.eval_grid", count)
+
+
+class Problem(ABC):
+    """A PDE on a box domain with named loss terms and a reference solution.
+
+    Subclasses set `name`, `input_names`, `bounds` and `Config`, and build `terms` in `__init__`;
+    instances are not changed after construction.
+    """
+
+    name: ClassVar[str]
+    input_names: ClassVar[tuple[str, ...]]
+    Config: ClassVar[type[ProblemConfig]]
+
+    def __init__(self, cfg: ProblemConfig):
+        self.cfg = cfg
+        self.bounds: Box = self.domain()
+        self.terms: dict[str, Term] = self.build_terms()
+        self._check_term_options()
+        for term in self.terms.values():
+            check_derivative_keys(term.derivatives, self.input_names)
+
+    @abstractmethod
+    def domain(self) -> Box:
+        """The full domain box, in input order."""
+
+    @abstractmethod
+    def build_terms(self) -> dict[str, Term]:
+        """The loss terms by name."""
+
+    @abstractmethod
+    def evaluation(self) -> Evaluation:
+        """The reference solution on the evaluation grid."""
+
+    def ansatz(self) -> Optional[Callable[[Tensor, Tensor], Tensor]]:
+        """A hard-constraint output transform (inputs, network output) -> u, or None."""
+        return None
+
+    def counts(self) -> dict[str, int]:
+        """Points per term (the problem's defaults)."""
+        return dict(self.cfg.n)
+
+    def term_weights(self) -> dict[str, float]:
+        """Term constants c_i; terms without an entry weigh 1."""
+        return {name: float(self.cfg.weights.get(name, 1.0)) for name in self.terms}
+
+    def grid(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A tensor-product grid over the domain, (prod(shape), d), in C order."""
+        axes = [np.linspace(lo, hi, count) for (lo, hi), count in zip(self.bounds, shape)]
+        mesh = np.meshgrid(*axes, indexing="ij")
+        return np.stack([m.ravel() for m in mesh], axis=1)
+
+    def _check_term_options(self) -> None:
+        for option in ("n", "weights"):
+            unknown = sorted(set(getattr(self.cfg, option)) - set(self.terms))
+            if unknown:
+                raise ConfigError(f"problem.{option}.{unknown[0]}: unknown term; {self.name} has {', '.join(self.terms)}")
+        missing = [term for term in self.terms if term not in self.cfg.n]
+        if missing:
+            raise ConfigError(f"problem.n.{missing[0]}: missing point count for term {missing[0]!r}")
+        if len(self.cfg.eval_grid) != len(self.input_names):
+            raise ConfigError(
+                f"problem.eval_grid={list(self.cfg.eval_grid)}: needs one count per input {self.input_names}"
+            )
+
+
+class AnalyticProblem(Problem):
+    """A problem whose reference is a closed-form solution evaluated at any points."""
+
+    @abstractmethod
+    def solution(self, inputs: np.ndarray) -> np.ndarray:
+        """The exact solution at inputs (N, d) -> (N,)."""
+
+    def evaluation(self) -> Evaluation:
+        shape = tuple(self.cfg.eval_grid)
+        inputs = self.grid(shape)
+        return Evaluation(inputs, self.solution(inputs), shape)

@@ -1,0 +1,1 @@
+"""Point sets per loss term, each point with a stable identity."""
