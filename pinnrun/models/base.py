@@ -4,13 +4,13 @@ hard-constraint ansatz around the network."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
 from pinnrun.config import ConfigError
-from pinnrun.problems.base import Problem
+from pinnrun.problems.base import Ansatz, Problem
 
 
 @dataclass
@@ -31,7 +31,7 @@ class PINNModel(nn.Module):
         self.register_buffer("input_low", low)
         self.register_buffer("input_span", span)
         self.in_features = len(problem.input_names)
-        self.ansatz: Optional[Callable[[Tensor, Tensor], Tensor]] = None
+        self.ansatz: Optional[Ansatz] = None
         if cfg.hard_constraints:
             self.ansatz = problem.ansatz()
             if self.ansatz is None:
@@ -44,4 +44,4 @@ class PINNModel(nn.Module):
     def forward(self, inputs: Tensor) -> Tensor:
         z = 2.0 * (inputs - self.input_low) / self.input_span - 1.0
         out = self.network(z)
-        return out if self.ansatz is None else self.ansatz(inputs, out)
+        return out if self.ansatz is None else self.ansatz.transform(inputs, out)

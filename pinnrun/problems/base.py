@@ -31,6 +31,15 @@ class Term:
 
 
 @dataclass(frozen=True)
+class Ansatz:
+    """A hard-constraint output transform u = transform(inputs, network output) (Lagaris et al. 1998)
+    and the terms it satisfies exactly, which then drop out of the loss."""
+
+    transform: Callable[[Tensor, Tensor], Tensor]
+    satisfies: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """The reference solution on the evaluation grid (inputs in C order of `shape`)."""
 
@@ -88,8 +97,8 @@ class Problem(ABC):
     def evaluation(self) -> Evaluation:
         """The reference solution on the evaluation grid."""
 
-    def ansatz(self) -> Optional[Callable[[Tensor, Tensor], Tensor]]:
-        """A hard-constraint output transform (inputs, network output) -> u, or None."""
+    def ansatz(self) -> Optional[Ansatz]:
+        """The problem's hard-constraint ansatz, or None when it has none."""
         return None
 
     def counts(self) -> dict[str, int]:

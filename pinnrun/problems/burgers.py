@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from torch import Tensor
 
 from pinnrun.config import require_positive
 from pinnrun.derivatives import Fields
-from pinnrun.problems.base import AnalyticProblem, Box, ProblemConfig, Term
+from pinnrun.problems.base import Ansatz, AnalyticProblem, Box, ProblemConfig, Term
 
 
 @dataclass
@@ -49,14 +49,14 @@ class Burgers(AnalyticProblem):
             "bc": Term((((-1.0, -1.0), (0.0, 1.0)), ((1.0, 1.0), (0.0, 1.0))), lambda f: f.u),
         }
 
-    def ansatz(self) -> Callable[[Tensor, Tensor], Tensor]:
+    def ansatz(self) -> Ansatz:
         """u = (x - 1)(x + 1) t N(x, t) - sin(pi x): IC and BC hold exactly (Lagaris et al. 1998)."""
 
         def transform(inputs: Tensor, net: Tensor) -> Tensor:
             x, t = inputs[:, 0:1], inputs[:, 1:2]
             return (x - 1) * (x + 1) * t * net - torch.sin(math.pi * x)
 
-        return transform
+        return Ansatz(transform, satisfies=("ic", "bc"))
 
     def solution(self, inputs: np.ndarray) -> np.ndarray:
         return cole_hopf(inputs[:, 0], inputs[:, 1], self.cfg.nu, self.cfg.quadrature_nodes)
