@@ -134,7 +134,7 @@ def describe_omegaconf_error(group: str, schema: type, exc: OmegaConfBaseExcepti
     if first.startswith("Key '") and "not in" in first:
         fields = ", ".join(f.name for f in dataclasses.fields(schema))
         return f"{full}: unknown key; allowed keys: {fields}"
-    match = re.search(r"Value '(.*)' (?:of type '\w+' )?(?:could not be converted to|is not a valid) (\w+)", first)
+    match = re.search(r"Value '(.*?)' (?:of type '\w+' )?(?:could not be converted to|is not a valid) (\w+)", first)
     if match:
         return f"{full}={match.group(1)!r}: expected {match.group(2).lower()}"
     if "Missing mandatory value" in first:

@@ -1,0 +1,78 @@
+"""The tracking contract: a run's metrics, params, tags, artifacts and final status in MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pinnrun.engine import run
+from pinnrun.weighting.uniform import Uniform
+
+
+def only_run(tmp_path: Path, experiment: str = "burgers"):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+def test_run_records_the_documented_contract(make_cfg, tmp_path: Path) -> None:
+    final = run(make_cfg("seed=3", "device=cpu"))
+    client, record = only_run(tmp_path)
+    assert record.info.status == "FINISHED"
+    assert record.info.run_name == "burgers-uniform-s3"
+    for key in ("problem", "model", "sampler", "weighting", "optimizer", "seed", "device", "pinnrun_version"):
+        assert key in record.data.tags
+    assert record.data.tags["seed"] == "3"
+    assert float(record.data.params["problem.nu"]) == pytest.approx(0.01 / np.pi, rel=1e-15)
+    expected = {"loss/total", "loss/pde", "loss/ic", "loss/bc", "mse/pde", "mse/ic", "mse/bc", "l2_rel",
+                "l2_rel_best", "lr", "time/step_ms", "final/l2_rel", "final/time_s", "final/steps"}
+    assert expected <= set(record.data.metrics)
+    assert record.data.metrics["final/l2_rel"] == pytest.approx(final["final/l2_rel"])
+    assert record.data.metrics["final/steps"] == 20
+    history = client.get_metric_history(record.info.run_id, "loss/total")
+    assert [m.step for m in history] == [10, 20]
+    artifacts = {a.path for a in client.list_artifacts(record.info.run_id)}
+    assert {"config.yaml", "prediction.npz", "checkpoint.pt", "plots"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(record.info.run_id, "plots")}
+    assert plots == {"plots/losses.png", "plots/l2_rel.png", "plots/fields.png"}
+
+
+def test_prediction_file_layout(make_cfg, tmp_path: Path) -> None:
+    final = run(make_cfg("device=cpu"))
+    data = np.load(tmp_path / "out" / "prediction.npz")
+    assert list(data["input_names"]) == ["x", "t"]
+    assert data["inputs"].shape == (256 * 100, 2) and data["u_pred"].shape == data["u_ref"].shape == (256 * 100,)
+    rel = np.linalg.norm(data["u_pred"] - data["u_ref"]) / np.linalg.norm(data["u_ref"])
+    assert rel == pytest.approx(final["final/l2_rel"], rel=1e-9)
+
+
+@pytest.mark.parametrize(("error", "status"), [(RuntimeError("boom"), "FAILED"), (KeyboardInterrupt(), "KILLED")])
+def test_run_never_left_running(make_cfg, tmp_path: Path, monkeypatch, error: BaseException, status: str) -> None:
+    def explode(self, *args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(Uniform, "loss", explode)
+    with pytest.raises(type(error)):
+        run(make_cfg("device=cpu"))
+    _, record = only_run(tmp_path)
+    assert record.info.status == status
+    if status == "FAILED":
+        assert record.data.tags["error"] == "RuntimeError: boom"
+
+
+def test_tracking_disabled_creates_no_store(make_cfg, tmp_path: Path) -> None:
+    run(make_cfg("device=cpu", "tracking.enabled=false"))
+    assert not (tmp_path / "mlflow.db").exists()
+    assert (tmp_path / "out" / "prediction.npz").exists()
+
+
+def test_same_seed_same_metrics(make_cfg, tmp_path: Path) -> None:
+    first = run(make_cfg("device=cpu", "tracking.enabled=false", "seed=5"))
+    second = run(make_cfg("device=cpu", "tracking.enabled=false", "seed=5"))
+    third = run(make_cfg("device=cpu", "tracking.enabled=false", "seed=6"))
+    assert first["final/l2_rel"] == second["final/l2_rel"]
+    assert first["final/l2_rel"] != third["final/l2_rel"]
