@@ -48,10 +48,13 @@ class TrainConfig:
     log_every: int = 100
     eval_every: int = 500
     progress: bool = True  # a progress bar on a terminal; always quiet when not a TTY
+    checkpoint_every: int = 0  # steps between periodic checkpoints; 0 writes one at the end only
 
     def validate(self, prefix: str) -> None:
         require_positive(f"{prefix}.log_every", self.log_every)
         require_positive(f"{prefix}.eval_every", self.eval_every)
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"{prefix}.checkpoint_every={self.checkpoint_every}: must be >= 0 (0 = at the end only)")
 
 
 @dataclass
@@ -76,6 +79,8 @@ class Config:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     dtype: str = "float32"  # float32 | float64
+    deterministic: bool = False  # repeatable CUDA kernels (slower on GPUs); CPU runs repeat without it
+    resume: Optional[str] = None  # a checkpoint path, a run directory or an MLflow run id to continue
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)

@@ -11,7 +11,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -21,13 +21,13 @@ from tqdm.auto import tqdm
 
 import pinnrun
 from pinnrun import plots
-from pinnrun.checkpoint import save_checkpoint
+from pinnrun.checkpoint import CHECKPOINT, Progress, checkpoint_payload, find_checkpoint, restore, save_checkpoint
 from pinnrun.config import GROUPS, ConfigError, Option, parse_option, validate_top_level
 from pinnrun.derivatives import autograd_fields
 from pinnrun.models.base import PINNModel
 from pinnrun.optim.base import Phase
 from pinnrun.problems.base import Evaluation, Problem
-from pinnrun.runtime import DTYPES, resolve_device, seed_everything
+from pinnrun.runtime import DTYPES, RunInterrupted, StopOnSignal, resolve_device, seed_everything, use_deterministic
 from pinnrun.samplers.base import Points, Sampler
 from pinnrun.tracking import Tracker, flatten, open_run
 from pinnrun.weighting.base import Weighting
@@ -64,6 +64,7 @@ def validate(cfg: DictConfig) -> dict[str, Option]:
 def build(cfg: DictConfig, options: Mapping[str, Option]) -> Parts:
     """Construct problem, model, sampler, weighting and optimizer phases on the run's device."""
     device, dtype = resolve_device(cfg.device), DTYPES[cfg.dtype]
+    use_deterministic(cfg.deterministic)
     seed_everything(cfg.seed)
     problem = options["problem"].build()
     model = options["model"].build(problem).to(device=device, dtype=dtype)
@@ -74,74 +75,86 @@ def build(cfg: DictConfig, options: Mapping[str, Option]) -> Parts:
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
-    """Validate, build, train and record one run; returns the final metrics."""
+    """Validate, build, train and record one run (or continue one with `resume=`); returns the final metrics."""
     options = validate(cfg)
     out_dir = writable_directory(Path(cfg.output.dir))
+    resume = find_checkpoint(cfg.resume, cfg.tracking, out_dir) if cfg.resume else None
     parts = build(cfg, options)
+    progress = restore(parts, resume) if resume else Progress()
     names = option_names(cfg)
     run_name = cfg.tracking.run_name or f"{names['problem']}-{names['weighting']}-s{cfg.seed}"
     tags = {**names, "seed": str(cfg.seed), "device": str(parts.device), "dtype": cfg.dtype,
             "pinnrun_version": pinnrun.__version__, **git_commit()}
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
-    with open_run(cfg.tracking, cfg.tracking.experiment or names["problem"], run_name, tags, params) as tracker:
-        return train(parts, cfg, tracker, out_dir)
+    experiment = cfg.tracking.experiment or names["problem"]
+    with StopOnSignal() as stop, open_run(cfg.tracking, experiment, run_name, tags, params, progress.run_id) as tracker:
+        progress.run_id = tracker.run_id
+        return train(parts, cfg, tracker, out_dir, progress, stop)
 
 
-def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path) -> dict[str, float]:
+def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progress: Progress, stop: StopOnSignal) -> dict[str, float]:
     """The training loop: phases in order; per step points -> residuals -> weighting -> step."""
     problem, model, sampler, weighting = parts.problem, parts.model, parts.sampler, parts.weighting
-    points = on_device(sampler.initial(), parts)
+    points = on_device(sampler.points or sampler.initial(), parts)
     weighting.on_points(points)
     eval_inputs = torch.as_tensor(parts.evaluation.inputs, device=parts.device, dtype=parts.dtype)
-    history: list[tuple[int, dict[str, float]]] = []
     last: dict[str, Tensor] = {}
-    step, best = 0, math.inf
-    next_log, next_eval = cfg.train.log_every, cfg.train.eval_every
+    p = progress
+    p.next_log = p.next_log or cfg.train.log_every
+    p.next_eval = p.next_eval or cfg.train.eval_every
+    p.next_checkpoint = p.next_checkpoint or cfg.train.checkpoint_every
 
     def closure() -> Tensor:
         model.zero_grad(set_to_none=True)
-        loss, diagnostics = weighting.loss(residuals(problem, model, points), points, step)
+        loss, diagnostics = weighting.loss(residuals(problem, model, points), points, p.step)
         loss.backward()
         last.update(diagnostics)
         return loss
 
     total = sum(phase.steps for phase in parts.phases)
-    bar = tqdm(total=total, disable=None if cfg.train.progress else True, dynamic_ncols=True, desc=problem.name)
+    bar = tqdm(total=total, initial=p.step, disable=None if cfg.train.progress else True, dynamic_ncols=True, desc=problem.name)
     started = logged_at = time.perf_counter()
-    logged_step = 0
+    logged_step = p.step
     for phase in parts.phases:
-        phase.start(model.parameters())
+        if phase.optimizer is None:
+            phase.start(model.parameters())
         while not phase.finished():
-            changed = sampler.update(step) if phase.adaptive else None
+            changed = sampler.update(p.step) if phase.adaptive else None
             if changed:
                 points.update(on_device(changed, parts))
                 weighting.on_points(changed)
-            advanced = phase.advance(closure, min(phase.steps - phase.done, next_log - step))
+            advanced = phase.advance(closure, min(phase.steps - phase.done, p.next_log - p.step))
             weighting.after_step(ascent=phase.adaptive)
-            step += advanced
+            p.step += advanced
             bar.update(advanced)
-            if step < next_log and not phase.finished():
+            if stop.requested:
+                save_and_log_checkpoint(parts, cfg, tracker, out_dir, p)
+                raise RunInterrupted(f"stopped by {stop.requested} at step {p.step}; resume with resume={out_dir / CHECKPOINT}")
+            if p.step < p.next_log and not phase.finished():
                 continue
             now = time.perf_counter()
             metrics = {**to_floats({**last, **weighting.metrics()}), **phase.metrics(), "lr": phase.lr(),
-                       "time/step_ms": 1e3 * (now - logged_at) / max(step - logged_step, 1)}
-            check_finite(metrics, step)
-            if step >= next_eval or phase.finished():
+                       "time/step_ms": 1e3 * (now - logged_at) / max(p.step - logged_step, 1)}
+            check_finite(metrics, p.step, tracker)
+            if p.step >= p.next_eval or phase.finished():
                 metrics["l2_rel"] = rel_l2(predict(model, eval_inputs), parts.evaluation.u_ref)
-                best = min(best, metrics["l2_rel"])
-                metrics["l2_rel_best"] = best
-                next_eval = step + cfg.train.eval_every
+                p.best = min(p.best, metrics["l2_rel"])
+                metrics["l2_rel_best"] = p.best
+                p.next_eval = p.step + cfg.train.eval_every
                 bar.set_postfix(loss=f"{metrics['loss/total']:.3e}", l2=f"{metrics['l2_rel']:.2e}")
-            tracker.log_metrics(metrics, step)
-            history.append((step, metrics))
-            logged_at, logged_step, next_log = now, step, step + cfg.train.log_every
+            tracker.log_metrics(metrics, p.step)
+            p.history.append((p.step, metrics))
+            logged_at, logged_step, p.next_log = now, p.step, p.step + cfg.train.log_every
+            if cfg.train.checkpoint_every and p.step >= p.next_checkpoint:
+                p.next_checkpoint = p.step + cfg.train.checkpoint_every
+                save_and_log_checkpoint(parts, cfg, tracker, out_dir, p)
         tracker.set_tags({f"stop_reason/{phase.name}": phase.stop_reason or "max_steps"})
     bar.close()
     u_pred = predict(model, eval_inputs)
     final = {"final/l2_rel": rel_l2(u_pred, parts.evaluation.u_ref), "final/time_s": time.perf_counter() - started,
-             "final/steps": float(step)}
-    tracker.log_metrics(final, step)
-    write_outputs(parts, cfg, tracker, out_dir, history, u_pred, step)
+             "final/steps": float(p.step)}
+    tracker.log_metrics(final, p.step)
+    write_outputs(parts, cfg, tracker, out_dir, p, u_pred)
     return final
 
 
@@ -177,17 +190,19 @@ def to_floats(tensors: Mapping[str, Tensor]) -> dict[str, float]:
     return dict(zip(tensors.keys(), values))
 
 
-def check_finite(metrics: Mapping[str, float], step: int) -> None:
-    """Stop a run whose loss went NaN/Inf, naming the term that went bad."""
+def check_finite(metrics: Mapping[str, float], step: int, tracker: Tracker) -> None:
+    """Stop a run whose loss went NaN/Inf, tagging the step and the terms that went bad.
+
+    The checkpoint on disk is then the last periodic one, written before the fault."""
     if math.isfinite(metrics["loss/total"]):
         return
     bad = [key.split("/", 1)[1] for key, value in metrics.items() if key.startswith("mse/") and not math.isfinite(value)]
-    raise NonFiniteLossError(f"loss became non-finite at step {step} (terms: {', '.join(bad) or 'weights'})")
+    terms = ", ".join(bad) or "weights"
+    tracker.set_tags({"failed_step": str(step), "failed_terms": terms})
+    raise NonFiniteLossError(f"loss became non-finite at step {step} (terms: {terms})")
 
 
-def write_outputs(
-    parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, history: list, u_pred: np.ndarray, step: int
-) -> None:
+def write_outputs(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progress: Progress, u_pred: np.ndarray) -> None:
     """Config, prediction, plots and checkpoint into the output directory, then to the tracker."""
     evaluation, problem = parts.evaluation, parts.problem
     files: list[tuple[Path, str | None]] = []
@@ -202,30 +217,21 @@ def write_outputs(
     if cfg.output.plots:
         plot_dir = out_dir / "plots"
         plot_dir.mkdir(exist_ok=True)
-        plots.plot_losses(history, list(problem.terms), plot_dir / "losses.png")
-        plots.plot_l2(history, plot_dir / "l2_rel.png")
+        plots.plot_losses(progress.history, list(problem.terms), plot_dir / "losses.png")
+        plots.plot_l2(progress.history, plot_dir / "l2_rel.png")
         plots.plot_fields(evaluation.inputs, u_pred, evaluation.u_ref, evaluation.shape, problem.input_names, plot_dir / "fields.png")
         files.append((plot_dir, "plots"))
-    if cfg.output.checkpoint:
-        path = out_dir / "checkpoint.pt"
-        save_checkpoint(path, checkpoint_payload(parts, cfg, step))
-        files.append((path, None))
     for path, artifact_path in files:
         tracker.log_artifact(path, artifact_path)
+    if cfg.output.checkpoint:
+        save_and_log_checkpoint(parts, cfg, tracker, out_dir, progress)
 
 
-def checkpoint_payload(parts: Parts, cfg: DictConfig, step: int) -> dict[str, Any]:
-    """Model, optimizer phases, weighting, sampler and RNG states, step and config."""
-    return {
-        "step": step,
-        "problem": parts.problem.name,
-        "model": parts.model.state_dict(),
-        "phases": [{"name": p.name, **p.state_dict()} for p in parts.phases],
-        "weighting": parts.weighting.state_dict(),
-        "sampler": parts.sampler.state_dict(),
-        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1]},
-        "config": OmegaConf.to_yaml(cfg, resolve=True),
-    }
+def save_and_log_checkpoint(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progress: Progress) -> None:
+    """Write the checkpoint atomically into the output directory and log it to the run."""
+    path = out_dir / CHECKPOINT
+    save_checkpoint(path, checkpoint_payload(parts, cfg, progress))
+    tracker.log_artifact(path)
 
 
 def writable_directory(path: Path) -> Path:

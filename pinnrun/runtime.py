@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import signal
+import threading
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -39,8 +43,50 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cuda", index)
 
 
+def use_deterministic(enabled: bool) -> None:
+    """`deterministic=true`: bitwise-repeatable runs on CUDA too (cuBLAS workspace pinned,
+    deterministic kernels required, cuDNN autotuning off). It costs GPU speed (not measured here:
+    these machines have no GPU); CPU runs are repeatable without it."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(enabled)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, numpy's and torch's global generators (model initialisation uses torch's)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A SIGINT/SIGTERM stopped the run after a step, with a checkpoint written."""
+
+
+class StopOnSignal:
+    """Turns the first SIGINT/SIGTERM into a request the loop honours after the current step.
+
+    A second signal interrupts at once (KeyboardInterrupt). Handlers are restored on exit, and
+    nothing is installed off the main thread (where Python cannot take signals).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested: Optional[str] = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+
+    def __enter__(self) -> "StopOnSignal":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

@@ -7,12 +7,17 @@ guarantees it ends as FINISHED, FAILED (with the error as a tag) or KILLED, neve
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Protocol
 
 from pinnrun.config import ConfigError, TrackingConfig
+
+
+LOG = logging.getLogger(__name__)
 
 
 class Tracker(Protocol):
@@ -47,6 +52,8 @@ class MlflowTracker:
     def __init__(self, client: Any, run_id: str):
         self.client = client
         self._run_id = run_id
+        self.pending: list[Any] = []  # metric batches not yet accepted by the store
+        self.lost = 0  # batches given up on at the end of the run
 
     @property
     def run_id(self) -> str:
@@ -57,15 +64,36 @@ class MlflowTracker:
         from mlflow.utils.time import get_current_time_millis
 
         now = get_current_time_millis()
-        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
-        self.client.log_batch(self._run_id, metrics=batch, synchronous=True)
+        self.pending.append([Metric(key, float(value), now, step) for key, value in metrics.items()])
+        self.flush(final=False)
+
+    def flush(self, final: bool = True) -> None:
+        """Send buffered metric batches in order; a store that fails keeps them for the next try.
+
+        Training never stops for the tracker: when the store is away, batches wait here and are
+        retried at the next log step; at the end what still fails is counted in `lost`."""
+        while self.pending:
+            try:
+                self.client.log_batch(self._run_id, metrics=self.pending[0], synchronous=True)
+            except Exception as exc:  # any store error: keep training, retry later
+                LOG.warning("tracking: could not record metrics (%s); %d batch(es) buffered", type(exc).__name__, len(self.pending))
+                if final:
+                    self.lost += len(self.pending)
+                    self.pending.clear()
+                return
+            self.pending.pop(0)
 
     def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
-        """A file, or a directory's files, under `artifact_path` of the run."""
-        if path.is_dir():
-            self.client.log_artifacts(self._run_id, str(path), artifact_path)
-        else:
-            self.client.log_artifact(self._run_id, str(path), artifact_path)
+        """A file, or a directory's files, under `artifact_path` of the run (a store error is counted
+        in `lost` and logged, not raised: the files stay in the output directory)."""
+        try:
+            if path.is_dir():
+                self.client.log_artifacts(self._run_id, str(path), artifact_path)
+            else:
+                self.client.log_artifact(self._run_id, str(path), artifact_path)
+        except Exception as exc:  # any store error: the run goes on
+            LOG.warning("tracking: could not upload %s (%s)", path.name, type(exc).__name__)
+            self.lost += 1
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -87,36 +115,76 @@ def check_server(uri: str, timeout_s: float) -> None:
 
 @contextlib.contextmanager
 def open_run(
-    cfg: TrackingConfig, experiment: str, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]
+    cfg: TrackingConfig,
+    experiment: str,
+    run_name: str,
+    tags: Mapping[str, str],
+    params: Mapping[str, Any],
+    resume_run_id: Optional[str] = None,
 ) -> Iterator[Tracker]:
-    """Start a run, yield its tracker, and end it with the status the body earned."""
+    """Start a run (or reopen `resume_run_id`), yield its tracker, and end it with the status the
+    body earned: FINISHED, FAILED with the error as a tag, or KILLED."""
     if not cfg.enabled:
         yield NullTracker()
         return
-    import mlflow
+    client = connect(cfg)
     from mlflow.entities import Param, RunTag
+
+    if resume_run_id:
+        client.update_run(resume_run_id, status="RUNNING")
+        run_id = resume_run_id
+    else:
+        run_id = client.create_run(experiment_id_for(client, experiment), run_name=run_name, tags=dict(tags)).info.run_id
+    tracker = MlflowTracker(client, run_id)
+    try:
+        if not resume_run_id:
+            client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()], synchronous=True)
+        yield tracker
+        tracker.flush()
+    except KeyboardInterrupt:
+        end_run(client, run_id, "KILLED", tracker)
+        raise
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            client.log_batch(run_id, tags=[RunTag("error", f"{type(exc).__name__}: {exc}"[:5000])])
+        end_run(client, run_id, "FAILED", tracker)
+        raise
+    else:
+        end_run(client, run_id, "FINISHED", tracker)
+
+
+def connect(cfg: TrackingConfig) -> Any:
+    """An MlflowClient for the configured store, after checking that a server answers."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(cfg.timeout_s, 1))))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    import mlflow
     from mlflow.tracking import MlflowClient
 
     uri = cfg.uri or mlflow.get_tracking_uri()
     check_server(uri, cfg.timeout_s)
-    client = MlflowClient(tracking_uri=uri)
-    experiment_id = experiment_id_for(client, experiment)
-    run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
-    run_id = run.info.run_id
-    try:
-        client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()], synchronous=True)
-        yield MlflowTracker(client, run_id)
-    except KeyboardInterrupt:
-        client.set_terminated(run_id, status="KILLED")
-        raise
-    except BaseException as exc:
-        message = f"{type(exc).__name__}: {exc}"[:5000]
+    return MlflowClient(tracking_uri=uri)
+
+
+def end_run(client: Any, run_id: str, status: str, tracker: "MlflowTracker") -> None:
+    """Set the final status, noting metric batches that could not be recorded."""
+    with contextlib.suppress(Exception):
+        tracker.flush()
+    if tracker.lost:
         with contextlib.suppress(Exception):
-            client.log_batch(run_id, tags=[RunTag("error", message)])
-        client.set_terminated(run_id, status="FAILED")
-        raise
-    else:
-        client.set_terminated(run_id, status="FINISHED")
+            client.set_tag(run_id, "tracking_lost_batches", str(tracker.lost))
+    client.set_terminated(run_id, status=status)
+
+
+def download_artifact(cfg: TrackingConfig, run_id: str, name: str, destination: Path) -> Optional[Path]:
+    """A run's artifact downloaded into `destination`, or None when there is no such run/artifact."""
+    from mlflow.exceptions import MlflowException
+
+    client = connect(cfg)
+    destination.mkdir(parents=True, exist_ok=True)
+    try:
+        return Path(client.download_artifacts(run_id, name, str(destination)))
+    except (MlflowException, OSError):
+        return None
 
 
 def experiment_id_for(client: Any, name: str) -> str:

@@ -1,0 +1,118 @@
+"""The bad-input catalogue: each command line gives its one-line error, exit 2, no traceback, and
+no MLflow run. Cases run the real entry point (`pinnrun.cli.main`) in-process for speed."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pinnrun import cli
+
+FAST = ["train.progress=false", "problem.eval_grid=[8,4]"]
+
+CATALOGUE = [
+    (["weighting=sapin"], "weighting=sapin: no such option; available: "),
+    (["problem=burger"], "problem=burger: no such option; available: "),
+    (["+experiment=no_such_preset"], "+experiment=no_such_preset: no such option"),
+    (["learning_rate=3"], "learning_rate: unknown key"),
+    (["model.widht=3"], "model.widht: unknown key"),
+    (["+model.widht=3"], "model.widht: unknown key; allowed keys: "),
+    (["problem.nu=abc"], "problem.nu='abc': expected float"),
+    (["model.depth=2.5"], "model.depth='2.5': expected integer"),
+    (["seed=abc"], "seed='abc': expected integer"),
+    (["train.log_every=x"], "train.log_every='x': expected integer"),
+    (["problem.n.pde=0"], "problem.n.pde=0: must be > 0"),
+    (["problem.n.bc=-5"], "problem.n.bc=-5: must be > 0"),
+    (["+problem.n.foo=3"], "problem.n.foo: unknown term; burgers has pde, ic, bc"),
+    (["problem.weights.ic=-1"], "problem.weights.ic=-1.0: must be a finite number >= 0"),
+    (["+sampler.n.pde=-1"], "sampler.n.pde=-1: must be > 0"),
+    (["sampler.resample_every=-1"], "sampler.resample_every=-1: must be >= 0"),
+    (["optimizer=adam", "optimizer.steps=0"], "optimizer.steps=0: must be > 0"),
+    (["optimizer=adam", "optimizer.lr=0"], "optimizer.lr=0.0: must be > 0"),
+    (["optimizer.adam.lr=-1e-3"], "optimizer.adam.lr=-0.001: must be > 0"),
+    (["optimizer=adam", "optimizer.schedule=linear"], "optimizer.schedule='linear': not one of none, exponential, step, cosine"),
+    (["optimizer.lbfgs.line_search=armijo"], "optimizer.lbfgs.line_search='armijo': not one of strong_wolfe, none"),
+    (["train.log_every=0"], "train.log_every=0: must be > 0"),
+    (["train.eval_every=-1"], "train.eval_every=-1: must be > 0"),
+    (["train.checkpoint_every=-10"], "train.checkpoint_every=-10: must be >= 0"),
+    (["model.activation=relu"], "model.activation='relu': not one of tanh, sin, gelu, silu"),
+    (["dtype=float16"], "dtype='float16': not one of float32, float64"),
+    (["device=tpu"], "device='tpu': not one of auto, cpu, cuda, cuda:N, mps"),
+    (["tracking.uri=http://127.0.0.1:9", "tracking.timeout_s=2"], "tracking.uri='http://127.0.0.1:9': tracking server unreachable"),
+    (["output.dir=/proc/pinnrun-out"], "output.dir='/proc/pinnrun-out': not writable"),
+    (["resume=/nonexistent/checkpoint.pt"], "resume='/nonexistent/checkpoint.pt': no such checkpoint file"),
+]
+if not torch.cuda.is_available():
+    CATALOGUE += [
+        (["device=cuda"], "device='cuda': CUDA is not available on this machine"),
+        (["device=cuda:7"], "device='cuda:7': CUDA is not available on this machine"),
+    ]
+
+
+def run_main(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    """`pinnrun ARGS` in-process from `cwd`; returns (exit code, stderr)."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", ["pinnrun", *args])
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as exit_info:
+        code = int(exit_info.code or 0)
+    return code, capsys.readouterr().err
+
+
+def assert_one_line_error(code: int, stderr: str, expected: str, store: Path) -> None:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 2, stderr
+    assert len(lines) == 1 and lines[0].startswith("pinnrun: error: "), stderr
+    assert expected in lines[0]
+    if store.exists():
+        with sqlite3.connect(store) as connection:
+            assert connection.execute("select count(*) from runs").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(("args", "expected"), CATALOGUE, ids=[" ".join(a) for a, _ in CATALOGUE])
+def test_catalogue(args: list[str], expected: str, tmp_path: Path, monkeypatch, capsys) -> None:
+    code, stderr = run_main([*args, *FAST], tmp_path, monkeypatch, capsys)
+    assert_one_line_error(code, stderr, expected, tmp_path / "mlflow.db")
+
+
+def test_catalogue_is_large_enough() -> None:
+    assert len(CATALOGUE) >= 25
+
+
+def test_yaml_syntax_error_in_a_config(tmp_path: Path, monkeypatch, capsys) -> None:
+    extra = tmp_path / "extra_conf" / "model"
+    extra.mkdir(parents=True)
+    (extra / "broken.yaml").write_text("_target_: pinnrun.models.mlp.MLP\ndepth: [1, 2\n")
+    code, stderr = run_main([f"hydra.searchpath=[file://{tmp_path / 'extra_conf'}]", "model=broken", *FAST],
+                            tmp_path, monkeypatch, capsys)
+    assert_one_line_error(code, stderr, "while parsing a flow sequence", tmp_path / "mlflow.db")
+
+
+def test_corrupt_checkpoint(tmp_path: Path, monkeypatch, capsys) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    code, stderr = run_main([f"resume={bad}", *FAST], tmp_path, monkeypatch, capsys)
+    assert_one_line_error(code, stderr, f"resume='{bad}': unreadable checkpoint", tmp_path / "mlflow.db")
+
+
+def test_checkpoint_of_another_schema(tmp_path: Path, monkeypatch, capsys) -> None:
+    other = tmp_path / "other.pt"
+    torch.save({"schema_version": 99}, other)
+    code, stderr = run_main([f"resume={other}", *FAST], tmp_path, monkeypatch, capsys)
+    assert_one_line_error(code, stderr, "checkpoint schema version 99, expected 1", tmp_path / "mlflow.db")
+
+
+def test_mismatched_checkpoint(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A checkpoint of a narrower network is refused before any run starts."""
+    code, _ = run_main(["optimizer=adam", "optimizer.steps=2", "train.log_every=1", "model.width=5",
+                        "tracking.enabled=false", f"output.dir={tmp_path / 'first'}", *FAST], tmp_path, monkeypatch, capsys)
+    assert code == 0
+    code, stderr = run_main(["optimizer=adam", "optimizer.steps=2", f"resume={tmp_path / 'first'}", *FAST],
+                            tmp_path, monkeypatch, capsys)
+    assert_one_line_error(code, stderr, "resume: checkpoint model does not match this model config", tmp_path / "mlflow.db")
