@@ -155,7 +155,9 @@ def solve_allen_cahn(
     for index, interval in enumerate(np.diff(times), start=1):
         steps = max(1, math.ceil(interval / dt - 1e-9))
         h = float(interval / steps)
-        c = coefficients.setdefault(round(h, 15), etdrk4_coefficients(linear, h, contour_points))
+        if h not in coefficients:
+            coefficients[h] = etdrk4_coefficients(linear, h, contour_points)
+        c = coefficients[h]
         for _ in range(steps):
             nv = nonlinear(v)
             a = c["E2"] * v + c["Q"] * nv
