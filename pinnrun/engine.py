@@ -140,6 +140,7 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
                 metrics["l2_rel"] = rel_l2(predict(model, eval_inputs), parts.evaluation.u_ref)
                 p.best = min(p.best, metrics["l2_rel"])
                 metrics["l2_rel_best"] = p.best
+                metrics.update(problem.extra_metrics(model))
                 p.next_eval = p.step + cfg.train.eval_every
                 bar.set_postfix(loss=f"{metrics['loss/total']:.3e}", l2=f"{metrics['l2_rel']:.2e}")
             tracker.log_metrics(metrics, p.step)
@@ -161,7 +162,7 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
 def residuals(problem: Problem, model: PINNModel, points: Mapping[str, Points]) -> dict[str, Tensor]:
     """Per-point residual of every term at its current points."""
     return {
-        name: term.residual(autograd_fields(model, points[name].x, problem.input_names, term.derivatives))
+        name: term.residual(autograd_fields(model, term.field_inputs(points[name].x), problem.input_names, term.derivatives))
         for name, term in problem.terms.items()
     }
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Dict, List, Optional
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from pinnrun.config import ConfigError, require_positive
@@ -19,15 +20,42 @@ Box = tuple[tuple[float, float], ...]
 
 @dataclass(frozen=True)
 class Term:
-    """One loss term: where its points live, which derivatives it needs, its residual."""
+    """One loss term: where its points live, which derivatives it needs, its residual.
+
+    A term with a `partner` (a periodic condition) compares each point with its image: the fields
+    are evaluated at the N points followed by their N partners, and the residual returns N values,
+    e.g. `paired_difference(f.u)` for u(-1, t) - u(1, t).
+    """
 
     region: tuple[Box, ...]
     residual: Callable[[Fields], Tensor]
     derivatives: tuple[str, ...] = ()
+    partner: Optional[Callable[[Tensor], Tensor]] = None
 
     def __post_init__(self) -> None:
         if not self.region or any(not all(len(pair) == 2 and pair[0] <= pair[1] for pair in box) for box in self.region):
             raise ValueError(f"Term.region={self.region!r}: must be a tuple of boxes of (low, high) pairs")
+
+    def field_inputs(self, x: Tensor) -> Tensor:
+        """Where the residual's fields are evaluated: the points, then their partners if any."""
+        return x if self.partner is None else torch.cat([x, self.partner(x)])
+
+
+def paired_difference(values: Tensor) -> Tensor:
+    """First half minus second half: a field at the points minus the same field at their partners."""
+    first, second = values.chunk(2)
+    return first - second
+
+
+def shifted(axis: int, shift: float) -> Callable[[Tensor], Tensor]:
+    """A partner map that moves coordinate `axis` by `shift` (a period), for periodic terms."""
+
+    def image(x: Tensor) -> Tensor:
+        moved = x.clone()
+        moved[:, axis] = moved[:, axis] + shift
+        return moved
+
+    return image
 
 
 @dataclass(frozen=True)
@@ -101,6 +129,11 @@ class Problem(ABC):
         """The problem's hard-constraint ansatz, or None when it has none."""
         return None
 
+    def extra_metrics(self, model: torch.nn.Module) -> dict[str, float]:
+        """Problem-specific diagnostics logged at each evaluation (e.g. `sharp/centre_outer_ratio`);
+        none by default."""
+        return {}
+
     def counts(self) -> dict[str, int]:
         """Points per term (the problem's defaults)."""
         return dict(self.cfg.n)
@@ -140,3 +173,16 @@ class AnalyticProblem(Problem):
         shape = tuple(self.cfg.eval_grid)
         inputs = self.grid(shape)
         return Evaluation(inputs, self.solution(inputs), shape)
+
+
+class ClosedFormProblem(AnalyticProblem):
+    """An analytic problem whose solution is written with torch operations, so autograd can
+    differentiate the reference itself (its PDE residual is tested) and terms can use it for
+    boundary data and forcing."""
+
+    @abstractmethod
+    def exact(self, inputs: Tensor) -> Tensor:
+        """The exact solution at inputs (N, d) -> (N,), in the inputs' dtype and device."""
+
+    def solution(self, inputs: np.ndarray) -> np.ndarray:
+        return self.exact(torch.as_tensor(inputs, dtype=torch.float64)).numpy()

@@ -70,7 +70,7 @@ class Sampler(ABC):
         if unknown:
             raise ConfigError(f"sampler.n.{unknown[0]}: unknown term; {problem.name} has {', '.join(problem.terms)}")
         bad = sorted(set(cfg.resample_terms) - set(problem.terms))
-        if bad:
+        if bad and cfg.resample_every:  # fixed points: resample_terms is unused (e.g. sharp has no "pde")
             raise ConfigError(f"sampler.resample_terms: unknown term {bad[0]!r}; {problem.name} has {', '.join(problem.terms)}")
         self.cfg = cfg
         self.problem = problem
