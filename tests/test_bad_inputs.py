@@ -39,6 +39,8 @@ CATALOGUE = [
     (["train.log_every=0"], "train.log_every=0: must be > 0"),
     (["train.eval_every=-1"], "train.eval_every=-1: must be > 0"),
     (["train.checkpoint_every=-10"], "train.checkpoint_every=-10: must be >= 0"),
+    (["problem=sharp", "model.hard_constraints=true", "problem.eval_grid=[8]"],
+     "model.hard_constraints=true: problem 'sharp' has no hard-constraint ansatz"),
     (["model.activation=relu"], "model.activation='relu': not one of tanh, sin, gelu, silu"),
     (["dtype=float16"], "dtype='float16': not one of float32, float64"),
     (["device=tpu"], "device='tpu': not one of auto, cpu, cuda, cuda:N, mps"),
@@ -77,7 +79,7 @@ def assert_one_line_error(code: int, stderr: str, expected: str, store: Path) ->
 
 @pytest.mark.parametrize(("args", "expected"), CATALOGUE, ids=[" ".join(a) for a, _ in CATALOGUE])
 def test_catalogue(args: list[str], expected: str, tmp_path: Path, monkeypatch, capsys) -> None:
-    code, stderr = run_main([*args, *FAST], tmp_path, monkeypatch, capsys)
+    code, stderr = run_main([*FAST, *args], tmp_path, monkeypatch, capsys)
     assert_one_line_error(code, stderr, expected, tmp_path / "mlflow.db")
 
 
