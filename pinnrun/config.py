@@ -1,6 +1,6 @@
 """Typed configuration: the top-level schema, the group-option schemas and their validation.
 
-The top-level keys (`seed`, `device`, `dtype`, `tracking`, `train`, `output`) are a structured
+The top-level keys (`seed`, `device`, `dtype`, `threads`, `tracking`, `train`, `output`) are a structured
 config stored in Hydra's ConfigStore, so a typo or a wrong type there fails at compose time.
 Each group option (`problem`, `model`, `sampler`, `weighting`, `optimizer`) names its class with
 `_target_`; the class carries a nested `Config` dataclass, and `build` merges the YAML node into
@@ -76,6 +76,7 @@ class Config:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     dtype: str = "float32"  # float32 | float64
+    threads: int = 0  # torch intra-op threads for this run; 0 keeps torch's default (parallel launchers set 1)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
@@ -170,6 +171,8 @@ def validate_top_level(cfg: DictConfig) -> None:
     """Check the top-level values that the schema's types cannot express."""
     require_choice("dtype", cfg.dtype, DTYPES)
     require_positive("tracking.timeout_s", cfg.tracking.timeout_s)
+    if cfg.threads < 0:
+        raise ConfigError(f"threads={cfg.threads!r}: must be >= 0 (0 keeps torch's default)")
     TrainConfig(**OmegaConf.to_container(cfg.train)).validate("train")
     for group in GROUPS:
         if not isinstance(cfg.get(group), DictConfig):

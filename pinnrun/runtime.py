@@ -39,6 +39,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cuda", index)
 
 
+def set_threads(threads: int) -> None:
+    """Cap torch's intra-op threads (0 keeps its default), so parallel sweep workers do not
+    oversubscribe the cores: n workers x 1 thread on n cores rather than n x n."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, numpy's and torch's global generators (model initialisation uses torch's)."""
     random.seed(seed)
