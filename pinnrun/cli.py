@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -25,6 +26,9 @@ def config_dir() -> str:
 
 
 register_schemas()
+# conf/hydra/launcher/*.yaml set pinnrun's defaults for the launcher plugins' schemas of the same
+# name; Hydra 1.3 merges them as intended but warns that the matching is deprecated.
+warnings.filterwarnings("ignore", message=r"\n'hydra/launcher/\w+' is validated against ConfigStore schema", category=UserWarning)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")

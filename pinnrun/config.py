@@ -76,7 +76,7 @@ class Config:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     dtype: str = "float32"  # float32 | float64
-    threads: int = 0  # torch intra-op threads for this run; 0 keeps torch's default (parallel launchers set 1)
+    threads: int = 0  # torch intra-op threads for this run; 0 keeps torch's default
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)

@@ -83,7 +83,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     names = option_names(cfg)
     run_name = cfg.tracking.run_name or f"{names['problem']}-{names['weighting']}-s{cfg.seed}"
     tags = {**names, "seed": str(cfg.seed), "device": str(parts.device), "dtype": cfg.dtype,
-            "pinnrun_version": pinnrun.__version__, **git_commit(), **sweep_tags()}
+            "torch_threads": str(torch.get_num_threads()), "pinnrun_version": pinnrun.__version__, **git_commit(), **sweep_tags()}
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
     with open_run(cfg.tracking, cfg.tracking.experiment or names["problem"], run_name, tags, params) as tracker:
         return train(parts, cfg, tracker, out_dir)
