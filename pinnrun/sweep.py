@@ -17,7 +17,7 @@ import json
 import secrets
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -26,6 +26,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pinnrun.config import GROUPS, TrackingConfig
+
+if TYPE_CHECKING:
+    from pinnrun.tracking import SweepRun
 
 SWEEP_FILE = "sweep.json"
 SWEEP_EXPERIMENT = "pinnrun-sweeps"  # the parent's experiment when the sweep spans problems
@@ -101,7 +104,7 @@ class SweepCallback(Callback):
 
     def __init__(self) -> None:
         self.sweep_id: Optional[str] = None
-        self.parent: Optional[Any] = None
+        self.parent: Optional["SweepRun"] = None
         self.group_by: list[str] = []
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
