@@ -4,6 +4,7 @@ every job carries, the parent run and its summary; the Optuna sweeper on the rel
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -65,6 +66,28 @@ def test_submitit_local_sweep(tmp_path: Path, tracking_uri: str) -> None:
     assert parent["params.launcher"] == "submitit_local" and parent["metrics.sweep/n_ok"] == 2
     job_folders = [p for p in (tmp_path / "sweep" / ".submitit").iterdir() if p.name.isdigit()]
     assert len(job_folders) == 2  # submitit ran two jobs, each with its own log folder
+
+
+def test_slurm_launcher_submits_the_intended_job_array(tmp_path: Path, tracking_uri: str) -> None:
+    """No cluster here: stand-in `srun` and `sbatch` commands capture the batch script and refuse it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "sbatch").write_text('#!/bin/bash\ncp "${@: -1}" "$SBATCH_CAPTURE"\necho "sbatch: refused" >&2\nexit 1\n')
+    for command in bin_dir.iterdir():
+        command.chmod(0o755)
+    script = tmp_path / "array.sh"
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SBATCH_CAPTURE": str(script)}
+    result = run_cli(["--multirun", f"hydra.sweep.dir={tmp_path / 'sweep'}", f"tracking.uri={tracking_uri}",
+                      "hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu", "seed=0,1,2"], cwd=tmp_path, env=env)
+    assert result.returncode != 0 and "sbatch: refused" in result.stderr
+    lines = set(script.read_text().splitlines())
+    assert {"#SBATCH --partition=gpu", "#SBATCH --gpus-per-task=1", "#SBATCH --cpus-per-task=4", "#SBATCH --time=240",
+            "#SBATCH --array=0-2%3", "#SBATCH --mem=16GB", "#SBATCH --job-name=pinnrun"} <= lines
+    assert any(line.startswith("#SBATCH --signal=") and line.endswith("@120") for line in lines)
+    info = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    parent = tracking.search_runs(tracking_uri).set_index("run_id").loc[info["parent_run_id"]]
+    assert parent["status"] == "FAILED" and parent["metrics.sweep/n_runs"] == 0  # no job ran
 
 
 @pytest.mark.slow
