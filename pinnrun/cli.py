@@ -10,6 +10,7 @@ import math
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -33,6 +34,9 @@ def config_dir() -> str:
 
 
 register_schemas()
+# conf/hydra/launcher/*.yaml set pinnrun's defaults for the launcher plugins' schemas of the same
+# name; Hydra 1.3 merges them as intended but warns that the matching is deprecated.
+warnings.filterwarnings("ignore", message=r"\n'hydra/launcher/\w+' is validated against ConfigStore schema", category=UserWarning)
 
 
 def exit_status(exc: BaseException) -> tuple[str, int]:

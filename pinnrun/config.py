@@ -1,6 +1,6 @@
 """Typed configuration: the top-level schema, the group-option schemas and their validation.
 
-The top-level keys (`seed`, `device`, `dtype`, `tracking`, `train`, `output`) are a structured
+The top-level keys (`seed`, `device`, `dtype`, `threads`, `tracking`, `train`, `output`) are a structured
 config stored in Hydra's ConfigStore, so a typo or a wrong type there fails at compose time.
 Each group option (`problem`, `model`, `sampler`, `weighting`, `optimizer`) names its class with
 `_target_`; the class carries a nested `Config` dataclass, and `build` merges the YAML node into
@@ -81,6 +81,7 @@ class Config:
     dtype: str = "float32"  # float32 | float64
     deterministic: bool = False  # repeatable CUDA kernels (slower on GPUs); CPU runs repeat without it
     resume: Optional[str] = None  # a checkpoint path, a run directory or an MLflow run id to continue
+    threads: int = 0  # torch intra-op threads for this run; 0 keeps torch's default
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
@@ -175,6 +176,8 @@ def validate_top_level(cfg: DictConfig) -> None:
     """Check the top-level values that the schema's types cannot express."""
     require_choice("dtype", cfg.dtype, DTYPES)
     require_positive("tracking.timeout_s", cfg.tracking.timeout_s)
+    if cfg.threads < 0:
+        raise ConfigError(f"threads={cfg.threads!r}: must be >= 0 (0 keeps torch's default)")
     TrainConfig(**OmegaConf.to_container(cfg.train)).validate("train")
     for group in GROUPS:
         if not isinstance(cfg.get(group), DictConfig):

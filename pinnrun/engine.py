@@ -27,8 +27,10 @@ from pinnrun.derivatives import autograd_fields
 from pinnrun.models.base import PINNModel
 from pinnrun.optim.base import Phase
 from pinnrun.problems.base import Evaluation, Problem
-from pinnrun.runtime import DTYPES, RunInterrupted, StopOnSignal, resolve_device, seed_everything, use_deterministic
+from pinnrun.runtime import (DTYPES, RunInterrupted, StopOnSignal, resolve_device, seed_everything, set_threads,
+                             use_deterministic)
 from pinnrun.samplers.base import Points, Sampler
+from pinnrun.sweep import sweep_tags
 from pinnrun.tracking import Tracker, flatten, open_run
 from pinnrun.weighting.base import Weighting
 
@@ -65,6 +67,7 @@ def build(cfg: DictConfig, options: Mapping[str, Option]) -> Parts:
     """Construct problem, model, sampler, weighting and optimizer phases on the run's device."""
     device, dtype = resolve_device(cfg.device), DTYPES[cfg.dtype]
     use_deterministic(cfg.deterministic)
+    set_threads(cfg.threads)
     seed_everything(cfg.seed)
     problem = options["problem"].build()
     model = options["model"].build(problem).to(device=device, dtype=dtype)
@@ -84,7 +87,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     names = option_names(cfg)
     run_name = cfg.tracking.run_name or f"{names['problem']}-{names['weighting']}-s{cfg.seed}"
     tags = {**names, "seed": str(cfg.seed), "device": str(parts.device), "dtype": cfg.dtype,
-            "pinnrun_version": pinnrun.__version__, **git_commit()}
+            "torch_threads": str(torch.get_num_threads()), "pinnrun_version": pinnrun.__version__, **git_commit(), **sweep_tags()}
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
     experiment = cfg.tracking.experiment or names["problem"]
     with StopOnSignal() as stop, open_run(cfg.tracking, experiment, run_name, tags, params, progress.run_id) as tracker:

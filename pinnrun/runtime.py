@@ -51,6 +51,11 @@ def use_deterministic(enabled: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
     torch.use_deterministic_algorithms(enabled)
+def set_threads(threads: int) -> None:
+    """Cap torch's intra-op threads (0 keeps its default), so parallel sweep workers do not
+    oversubscribe the cores: n workers x 1 thread on n cores rather than n x n."""
+    if threads > 0:
+        torch.set_num_threads(threads)
 
 
 def seed_everything(seed: int) -> None:

@@ -2,6 +2,9 @@
 
 The engine talks to a `Tracker` (log metrics, log artifacts); `open_run` starts the MLflow run and
 guarantees it ends as FINISHED, FAILED (with the error as a tag) or KILLED, never RUNNING.
+Sweeps open and close their parent run through `start_sweep_run` / `end_sweep_run`;
+`pinnrun-compare` reads runs as a table through `search_runs` and `metric_history` and records
+its own output with `log_comparison`.
 """
 
 from __future__ import annotations
@@ -9,12 +12,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Protocol, Sequence
 
 from pinnrun.config import ConfigError, TrackingConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+RUN_COLUMNS = ("run_id", "run_name", "experiment", "status", "start_time", "end_time")
 
 
 LOG = logging.getLogger(__name__)
@@ -214,3 +224,118 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
             flat[name] = value
     return flat
 
+
+
+def resolve_uri(uri: Optional[str]) -> str:
+    """The tracking URI to use: the given one, else MLflow's default (the local store)."""
+    import mlflow
+
+    return uri or mlflow.get_tracking_uri()
+
+
+def client_for(uri: Optional[str], timeout_s: float = 10.0) -> tuple[Any, str]:
+    """An MlflowClient for `uri` (checked to answer when it is a server) and the resolved URI."""
+    from mlflow.tracking import MlflowClient
+
+    resolved = resolve_uri(uri)
+    check_server(resolved, timeout_s)
+    return MlflowClient(tracking_uri=resolved), resolved
+
+
+@dataclass
+class SweepRun:
+    """A sweep's parent run: where it lives and its id."""
+
+    uri: str
+    run_id: str
+
+
+def start_sweep_run(cfg: TrackingConfig, experiment: str, run_name: str, tags: Mapping[str, str],
+                    params: Mapping[str, Any]) -> SweepRun:
+    """Create the parent run of a sweep (left RUNNING until `end_sweep_run`)."""
+    from mlflow.entities import Param
+
+    client, uri = client_for(cfg.uri, cfg.timeout_s)
+    run = client.create_run(experiment_id_for(client, experiment), run_name=run_name, tags=dict(tags))
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()], synchronous=True)
+    return SweepRun(uri, run.info.run_id)
+
+
+def end_sweep_run(run: SweepRun, status: str, metrics: Mapping[str, float], files: Mapping[str, str]) -> None:
+    """Log the sweep's summary metrics and text files into its parent run and end it with `status`."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+    from mlflow.utils.time import get_current_time_millis
+
+    client = MlflowClient(tracking_uri=run.uri)
+    now = get_current_time_millis()
+    client.log_batch(run.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()], synchronous=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in files.items():
+            (Path(tmp) / name).write_text(text)
+        client.log_artifacts(run.run_id, tmp)
+    client.set_terminated(run.run_id, status=status)
+
+
+def experiment_ids(client: Any, names: Optional[Sequence[str]], uri: str) -> dict[str, str]:
+    """Experiment id -> name for the named experiments (all active ones when `names` is empty)."""
+    experiments = client.search_experiments()
+    known = {e.name: e.experiment_id for e in experiments}
+    if not names:
+        return {eid: name for name, eid in known.items()}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ConfigError(f"experiment {unknown[0]!r}: not in {uri} (known: {', '.join(sorted(known)) or 'none'})")
+    return {known[name]: name for name in names}
+
+
+def search_runs(uri: Optional[str], experiments: Optional[Sequence[str]] = None, filter_string: str = "",
+                timeout_s: float = 10.0) -> "pd.DataFrame":
+    """Runs matching an MLflow filter string as one row each: run_id, run_name, experiment, status,
+    start_time/end_time (ms) and `metrics.<key>` (last value), `params.<key>`, `tags.<key>` columns."""
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    client, resolved = client_for(uri, timeout_s)
+    ids = experiment_ids(client, experiments, resolved)
+    rows: list[dict[str, Any]] = []
+    token = None
+    while ids:
+        try:
+            page = client.search_runs(list(ids), filter_string=filter_string, max_results=1000, page_token=token)
+        except MlflowException as exc:
+            raise ConfigError(f"filter {filter_string!r}: {exc.message.splitlines()[0]}") from None
+        rows.extend(run_row(run, ids[run.info.experiment_id]) for run in page)
+        token = page.token
+        if not token:
+            break
+    return pd.DataFrame(rows, columns=None if rows else list(RUN_COLUMNS))
+
+
+def run_row(run: Any, experiment: str) -> dict[str, Any]:
+    """One MLflow run flattened into a table row."""
+    info, data = run.info, run.data
+    return {"run_id": info.run_id, "run_name": info.run_name, "experiment": experiment, "status": info.status,
+            "start_time": info.start_time, "end_time": info.end_time,
+            **{f"metrics.{k}": v for k, v in data.metrics.items()},
+            **{f"params.{k}": v for k, v in data.params.items()},
+            **{f"tags.{k}": v for k, v in data.tags.items()}}
+
+
+def metric_history(uri: Optional[str], start_times: Mapping[str, int], key: str) -> "pd.DataFrame":
+    """Every logged value of `key` for the given runs (run id -> start time in ms):
+    columns run_id, step, value, time_s (seconds since the run started)."""
+    import pandas as pd
+
+    client, _ = client_for(uri)
+    rows = [{"run_id": run_id, "step": m.step, "value": m.value, "time_s": (m.timestamp - start) / 1e3}
+            for run_id, start in start_times.items() for m in client.get_metric_history(run_id, key)]
+    return pd.DataFrame(rows, columns=["run_id", "step", "value", "time_s"])
+
+
+def log_comparison(uri: Optional[str], experiment: str, run_name: str, params: Mapping[str, Any],
+                   directory: Path) -> str:
+    """Record a comparison (its selection as params, its tables and figures as artifacts) as a run."""
+    with open_run(TrackingConfig(uri=uri), experiment, run_name, {"pinnrun_role": "comparison"}, params) as tracker:
+        tracker.log_artifact(directory)
+        return str(tracker.run_id)

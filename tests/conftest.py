@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,3 +34,21 @@ def run_cli(args: Sequence[str], cwd: Path, timeout: float = 300, env: dict | No
     """The real `pinnrun` entry point in a subprocess (python -m pinnrun.cli)."""
     return subprocess.run([sys.executable, "-m", "pinnrun.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow sqlite store with its schema created once per session (creating it takes seconds)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path, empty_store: Path) -> str:
+    """A fresh MLflow store for this test (a copy of the session's empty one) as a sqlite URI."""
+    path = tmp_path / "mlflow.db"
+    shutil.copyfile(empty_store, path)
+    return f"sqlite:///{path}"

@@ -1,0 +1,111 @@
+"""Sweeps through the real CLI (tiny budgets): joblib and submitit_local launchers, the sweep tags
+every job carries, the parent run and its summary; the Optuna sweeper on the rel-L2 objective."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from conftest import run_cli
+from pinnrun import tracking
+from pinnrun.sweep import override_tags, summary_group_by, swept_keys
+
+TINY = ["optimizer=adam", "optimizer.steps=20", "train.log_every=10", "train.eval_every=10", "train.progress=false",
+        "problem.n.pde=200", "problem.eval_grid=[32,10]", "output.plots=false", "output.checkpoint=false",
+        "output.prediction=false"]
+
+
+def sweep(tmp_path: Path, uri: str, *args: str) -> tuple[pd.DataFrame, pd.Series, dict]:
+    """Run `pinnrun --multirun` into tmp_path; the sweep's child runs, its parent run and sweep.json."""
+    result = run_cli(["--multirun", f"hydra.sweep.dir={tmp_path / 'sweep'}", f"tracking.uri={uri}", *TINY, *args],
+                     cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    runs = tracking.search_runs(uri, filter_string=f"tags.sweep_id = '{info['sweep_id']}'")
+    parent = runs[runs["run_id"] == info["parent_run_id"]]
+    assert len(parent) == 1
+    return runs[runs["run_id"] != info["parent_run_id"]], parent.iloc[0], info
+
+
+def test_override_tags_and_swept_keys() -> None:
+    assert override_tags(["+experiment=sapinn_burgers_quick", "optimizer.lr=0.003", "seed=0,1"]) == {
+        "override/experiment": "sapinn_burgers_quick", "override/optimizer.lr": "0.003"}
+    config = OmegaConf.create({"hydra": {"overrides": {"task": ["weighting=uniform,sapinn", "seed=range(3)", "device=cpu"]},
+                                         "sweeper": {"params": {"optimizer.steps": "10,20"}}}})
+    assert swept_keys(config) == ["weighting", "seed", "optimizer.steps"]
+    assert summary_group_by(swept_keys(config)) == ["problem", "weighting", "override/optimizer.steps"]
+
+
+def test_joblib_sweep_tags_its_runs_and_fills_a_parent_run(tmp_path: Path, tracking_uri: str) -> None:
+    children, parent, info = sweep(tmp_path, tracking_uri, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                                   "threads=1", "seed=0,1")
+    assert sorted(children["tags.override/seed"]) == ["0", "1"]
+    assert set(children["status"]) == {"FINISHED"} and children["metrics.final/l2_rel"].notna().all()
+    assert set(children["tags.mlflow.parentRunId"]) == {info["parent_run_id"]}
+    assert set(children["tags.torch_threads"]) == {"1"}
+    assert set(children["tags.sweep_job"]) == {"0", "1"}
+    assert parent["status"] == "FINISHED" and parent["tags.sweep_role"] == "parent"
+    assert parent["params.launcher"] == "joblib" and parent["tags.swept"] == "seed"
+    assert parent["metrics.sweep/n_ok"] == 2 and parent["metrics.sweep/n_failed"] == 0
+    assert parent["metrics.sweep/best_l2_rel"] == pytest.approx(children["metrics.final/l2_rel"].min())
+    summary = MlflowClient(tracking_uri=tracking_uri).download_artifacts(parent["run_id"], "summary.csv", str(tmp_path))
+    table = pd.read_csv(summary)
+    assert (table["problem"].tolist(), table["n"].tolist()) == (["burgers"], [2])
+    assert table["mean"].iloc[0] == pytest.approx(children["metrics.final/l2_rel"].mean())
+
+
+def test_submitit_local_sweep(tmp_path: Path, tracking_uri: str) -> None:
+    children, parent, _ = sweep(tmp_path, tracking_uri, "hydra/launcher=submitit_local", "threads=1", "seed=0,1")
+    assert sorted(children["tags.override/seed"]) == ["0", "1"] and set(children["status"]) == {"FINISHED"}
+    assert parent["params.launcher"] == "submitit_local" and parent["metrics.sweep/n_ok"] == 2
+    job_folders = [p for p in (tmp_path / "sweep" / ".submitit").iterdir() if p.name.isdigit()]
+    assert len(job_folders) == 2  # submitit ran two jobs, each with its own log folder
+
+
+def test_slurm_launcher_submits_the_intended_job_array(tmp_path: Path, tracking_uri: str) -> None:
+    """No cluster here: stand-in `srun` and `sbatch` commands capture the batch script and refuse it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "sbatch").write_text('#!/bin/bash\ncp "${@: -1}" "$SBATCH_CAPTURE"\necho "sbatch: refused" >&2\nexit 1\n')
+    for command in bin_dir.iterdir():
+        command.chmod(0o755)
+    script = tmp_path / "array.sh"
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SBATCH_CAPTURE": str(script)}
+    result = run_cli(["--multirun", f"hydra.sweep.dir={tmp_path / 'sweep'}", f"tracking.uri={tracking_uri}",
+                      "hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu", "seed=0,1,2"], cwd=tmp_path, env=env)
+    assert result.returncode != 0 and "sbatch: refused" in result.stderr
+    lines = set(script.read_text().splitlines())
+    assert {"#SBATCH --partition=gpu", "#SBATCH --gpus-per-task=1", "#SBATCH --cpus-per-task=4", "#SBATCH --time=240",
+            "#SBATCH --array=0-2%3", "#SBATCH --mem=16GB", "#SBATCH --job-name=pinnrun"} <= lines
+    assert any(line.startswith("#SBATCH --signal=") and line.endswith("@120") for line in lines)
+    info = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    parent = tracking.search_runs(tracking_uri).set_index("run_id").loc[info["parent_run_id"]]
+    assert parent["status"] == "FAILED" and parent["metrics.sweep/n_runs"] == 0  # no job ran
+
+
+@pytest.mark.slow
+def test_a_sweep_stopped_by_an_error_closes_its_parent_as_failed(tmp_path: Path, tracking_uri: str) -> None:
+    result = run_cli(["--multirun", f"hydra.sweep.dir={tmp_path / 'sweep'}", f"tracking.uri={tracking_uri}", *TINY,
+                      "train.eval_every=10,0"], cwd=tmp_path, timeout=600)
+    assert result.returncode != 0 and "train.eval_every=0: must be > 0" in result.stderr
+    info = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    runs = tracking.search_runs(tracking_uri).set_index("run_id")
+    parent = runs.loc[info["parent_run_id"]]
+    assert parent["status"] == "FAILED" and parent["metrics.sweep/n_ok"] == 1 and len(runs) == 2
+
+
+@pytest.mark.slow
+def test_optuna_sweeper_minimises_final_rel_l2(tmp_path: Path, tracking_uri: str) -> None:
+    children, parent, _ = sweep(tmp_path, tracking_uri, "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",
+                                "hydra.sweeper.sampler.seed=0", "optimizer.lr=tag(log, interval(1e-4, 1e-2))")
+    assert len(children) == 2 and children["tags.override/optimizer.lr"].nunique() == 2
+    results = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
+    assert results.best_value == pytest.approx(children["metrics.final/l2_rel"].min())
+    assert parent["tags.swept"] == "optimizer.lr" and parent["params.sweeper"] == "optuna"
