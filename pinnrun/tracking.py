@@ -10,6 +10,7 @@ its own output with `log_comparison`.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import tempfile
@@ -165,14 +166,27 @@ def open_run(
 
 def connect(cfg: TrackingConfig) -> Any:
     """An MlflowClient for the configured store, after checking that a server answers."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(cfg.timeout_s, 1))))
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    import mlflow
-    from mlflow.tracking import MlflowClient
+    return client_for(cfg.uri, cfg.timeout_s)[0]
 
-    uri = cfg.uri or mlflow.get_tracking_uri()
-    check_server(uri, cfg.timeout_s)
-    return MlflowClient(tracking_uri=uri)
+
+@contextlib.contextmanager
+def sqlite_setup_lock(uri: str) -> Iterator[None]:
+    """Serialise the creation of a sqlite store between processes.
+
+    MLflow creates a new sqlite store's tables on first use; several runs of a parallel sweep
+    doing it at once collide ("table already exists"). A file lock beside the database lets the
+    first process create it while the others wait."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock_path = Path(uri[len("sqlite:///"):]).with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def end_run(client: Any, run_id: str, status: str, tracker: "MlflowTracker") -> None:
@@ -234,12 +248,20 @@ def resolve_uri(uri: Optional[str]) -> str:
 
 
 def client_for(uri: Optional[str], timeout_s: float = 10.0) -> tuple[Any, str]:
-    """An MlflowClient for `uri` (checked to answer when it is a server) and the resolved URI."""
+    """An MlflowClient for `uri` (checked to answer when it is a server) and the resolved URI.
+
+    HTTP calls give up after `timeout_s` and two retries (MLflow's defaults wait minutes), so a
+    store that goes away never hangs a run."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(timeout_s, 1))))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     from mlflow.tracking import MlflowClient
 
     resolved = resolve_uri(uri)
     check_server(resolved, timeout_s)
-    return MlflowClient(tracking_uri=resolved), resolved
+    with sqlite_setup_lock(resolved):
+        client = MlflowClient(tracking_uri=resolved)
+        client.search_experiments(max_results=1)  # creates or migrates the store, one process at a time
+    return client, resolved
 
 
 @dataclass
