@@ -35,6 +35,7 @@ from pinnrun.tracking import Tracker, flatten, open_run
 from pinnrun.weighting.base import Weighting
 
 EVAL_BATCH = 65536
+RESIDUAL_BATCH = 16384
 
 
 class NonFiniteLossError(RuntimeError):
@@ -71,6 +72,7 @@ def build(cfg: DictConfig, options: Mapping[str, Option]) -> Parts:
     seed_everything(cfg.seed)
     problem = options["problem"].build()
     model = options["model"].build(problem).to(device=device, dtype=dtype)
+    problem = problem.without_terms(model.ansatz.satisfies if model.ansatz else ())
     sampler = options["sampler"].build(problem, torch.Generator().manual_seed(cfg.seed))
     weighting = options["weighting"].build(problem.term_weights(), model)
     phases = options["optimizer"].build().phases()
@@ -87,7 +89,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     names = option_names(cfg)
     run_name = cfg.tracking.run_name or f"{names['problem']}-{names['weighting']}-s{cfg.seed}"
     tags = {**names, "seed": str(cfg.seed), "device": str(parts.device), "dtype": cfg.dtype,
-            "torch_threads": str(torch.get_num_threads()), "pinnrun_version": pinnrun.__version__, **git_commit(), **sweep_tags()}
+            "torch_threads": str(torch.get_num_threads()), "pinnrun_version": pinnrun.__version__, **git_commit(), **sweep_tags(),
+            "dropped_terms": ",".join(parts.model.ansatz.satisfies) if parts.model.ansatz else ""}
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
     experiment = cfg.tracking.experiment or names["problem"]
     with StopOnSignal() as stop, open_run(cfg.tracking, experiment, run_name, tags, params, progress.run_id) as tracker:
@@ -114,6 +117,9 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
         last.update(diagnostics)
         return loss
 
+    def residual_at(term: str, x: Tensor) -> Tensor:
+        return residual_values(problem, model, term, x, parts)
+
     total = sum(phase.steps for phase in parts.phases)
     bar = tqdm(total=total, initial=p.step, disable=None if cfg.train.progress else True, dynamic_ncols=True, desc=problem.name)
     started = logged_at = time.perf_counter()
@@ -122,10 +128,12 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
         if phase.optimizer is None:
             phase.start(model.parameters())
         while not phase.finished():
-            changed = sampler.update(p.step) if phase.adaptive else None
+            changed = sampler.update(p.step, residual_at) if phase.adaptive else None
             if changed:
                 points.update(on_device(changed, parts))
                 weighting.on_points(changed)
+                if sampler.residual_based and cfg.output.plots:
+                    log_point_cloud(sampler.points, problem.input_names, p.step, out_dir, tracker)
             advanced = phase.advance(closure, min(phase.steps - phase.done, p.next_log - p.step))
             weighting.after_step(ascent=phase.adaptive)
             p.step += advanced
@@ -136,7 +144,7 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
             if p.step < p.next_log and not phase.finished():
                 continue
             now = time.perf_counter()
-            metrics = {**to_floats({**last, **weighting.metrics()}), **phase.metrics(), "lr": phase.lr(),
+            metrics = {**to_floats({**last, **weighting.metrics()}), **phase.metrics(), **sampler.metrics(), "lr": phase.lr(),
                        "time/step_ms": 1e3 * (now - logged_at) / max(p.step - logged_step, 1)}
             check_finite(metrics, p.step, tracker)
             if p.step >= p.next_eval or phase.finished():
@@ -164,10 +172,30 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
 
 def residuals(problem: Problem, model: PINNModel, points: Mapping[str, Points]) -> dict[str, Tensor]:
     """Per-point residual of every term at its current points."""
-    return {
-        name: term.residual(autograd_fields(model, term.field_inputs(points[name].x), problem.input_names, term.derivatives))
-        for name, term in problem.terms.items()
-    }
+    return {name: term_residual(problem, model, name, points[name].x) for name in problem.terms}
+
+
+def term_residual(problem: Problem, model: PINNModel, name: str, x: Tensor) -> Tensor:
+    """One term's per-point residual at the coordinates x."""
+    term = problem.terms[name]
+    return term.residual(autograd_fields(model, term.field_inputs(x), problem.input_names, term.derivatives))
+
+
+def residual_values(problem: Problem, model: PINNModel, term: str, x: Tensor, parts: Parts) -> Tensor:
+    """One term's per-point residual at arbitrary coordinates (float64 CPU), in chunks, detached:
+    what residual-based samplers rank their candidates by."""
+    values = [term_residual(problem, model, term, chunk.to(parts.device, parts.dtype)).detach()
+              for chunk in x.split(RESIDUAL_BATCH)]
+    return torch.cat(values).to("cpu", torch.float64)
+
+
+def log_point_cloud(points: Mapping[str, Points], names: tuple[str, ...], step: int, out_dir: Path,
+                    tracker: Tracker) -> None:
+    """A snapshot of every term's points after an adaptive sampling round, as an image artifact."""
+    path = out_dir / "plots" / "points" / f"points_{step:07d}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plots.plot_points({term: p.x.numpy() for term, p in points.items()}, names, step, path)
+    tracker.log_artifact(path, "plots/points")
 
 
 def on_device(points: Mapping[str, Points], parts: Parts) -> dict[str, Points]:

@@ -78,3 +78,18 @@ def plot_fields(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_points(points: Mapping[str, np.ndarray], names: Sequence[str], step: int, path: Path) -> None:
+    """Every term's point cloud at one step: a scatter of the first two inputs (a strip plot in 1-D)."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for term, x in points.items():
+        y = x[:, 1] if x.shape[1] > 1 else np.zeros(len(x))
+        ax.scatter(x[:, 0], y, s=1.5 if len(x) > 2000 else 4, alpha=0.6, label=f"{term} ({len(x)})", linewidths=0)
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1] if len(names) > 1 else "")
+    ax.set_title(f"collocation points at step {step}")
+    ax.legend(loc="upper right", markerscale=4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,15 +1,15 @@
-"""What every model shares: input normalisation from the problem's domain and the optional
-hard-constraint ansatz around the network."""
+"""What every model shares: the input embedding (normalisation, periodic coordinates, Fourier
+features) in front of the network and the optional hard-constraint ansatz around it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import List, Optional
 
-import torch
 from torch import Tensor, nn
 
 from pinnrun.config import ConfigError
+from pinnrun.models.embedding import FourierConfig, InputEmbedding
 from pinnrun.problems.base import Ansatz, Problem
 
 
@@ -17,20 +17,22 @@ from pinnrun.problems.base import Ansatz, Problem
 class ModelConfig:
     normalize_inputs: bool = True  # map each input from its domain interval to [-1, 1]
     hard_constraints: bool = False  # wrap the network in the problem's output ansatz
+    periodic: List[str] = field(default_factory=list)  # inputs embedded as (cos, sin) of their period, e.g. [x]
+    fourier: FourierConfig = field(default_factory=FourierConfig)
+
+    def validate(self, prefix: str) -> None:
+        if len(set(self.periodic)) != len(self.periodic):
+            raise ConfigError(f"{prefix}.periodic={list(self.periodic)}: names an input twice")
+        self.fourier.validate(f"{prefix}.fourier")
 
 
 class PINNModel(nn.Module):
-    """A network u(inputs) -> (N, 1) with input scaling and an optional output ansatz."""
+    """A network u(inputs) -> (N, 1) behind the input embedding, with an optional output ansatz."""
 
     def __init__(self, cfg: ModelConfig, problem: Problem):
         super().__init__()
-        low = torch.tensor([lo for lo, _ in problem.bounds])
-        span = torch.tensor([hi - lo for lo, hi in problem.bounds])
-        if not cfg.normalize_inputs:
-            low, span = torch.full_like(low, -1.0), torch.full_like(span, 2.0)
-        self.register_buffer("input_low", low)
-        self.register_buffer("input_span", span)
-        self.in_features = len(problem.input_names)
+        self.embedding = InputEmbedding(problem, cfg.normalize_inputs, list(cfg.periodic), cfg.fourier)
+        self.in_features = self.embedding.out_features
         self.ansatz: Optional[Ansatz] = None
         if cfg.hard_constraints:
             self.ansatz = problem.ansatz()
@@ -38,10 +40,9 @@ class PINNModel(nn.Module):
                 raise ConfigError(f"model.hard_constraints=true: problem {problem.name!r} has no hard-constraint ansatz")
 
     def network(self, z: Tensor) -> Tensor:
-        """The network on normalised inputs z in [-1, 1]^d."""
+        """The network on the embedded inputs z."""
         raise NotImplementedError
 
     def forward(self, inputs: Tensor) -> Tensor:
-        z = 2.0 * (inputs - self.input_low) / self.input_span - 1.0
-        out = self.network(z)
+        out = self.network(self.embedding(inputs))
         return out if self.ansatz is None else self.ansatz.transform(inputs, out)

@@ -28,6 +28,7 @@ class MLPConfig(ModelConfig):
     init: str = "glorot_normal"
 
     def validate(self, prefix: str) -> None:
+        super().validate(prefix)
         require_positive(f"{prefix}.depth", self.depth)
         require_positive(f"{prefix}.width", self.width)
         require_choice(f"{prefix}.activation", self.activation, ACTIVATIONS)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar, Dict, List, Optional
+from typing import Callable, ClassVar, Dict, Iterable, List, Optional
 
 import numpy as np
 import torch
@@ -133,6 +134,15 @@ class Problem(ABC):
         """Problem-specific diagnostics logged at each evaluation (e.g. `sharp/centre_outer_ratio`);
         none by default."""
         return {}
+
+    def without_terms(self, dropped: Iterable[str]) -> Problem:
+        """A copy whose loss has no `dropped` terms (those a hard-constraint ansatz satisfies)."""
+        dropped = set(dropped)
+        if not dropped:
+            return self
+        view = copy.copy(self)
+        view.terms = {name: term for name, term in self.terms.items() if name not in dropped}
+        return view
 
     def counts(self) -> dict[str, int]:
         """Points per term (the problem's defaults)."""

@@ -64,6 +64,7 @@ class Sampler(ABC):
     """Draws each term's points from its region; subclasses choose how points fill a unit cube."""
 
     Config = SamplerConfig
+    residual_based = False  # True: `update` needs the residual function (RAD, RAR); the engine snapshots its rounds
 
     def __init__(self, cfg: SamplerConfig, problem: Problem, generator: torch.Generator):
         unknown = sorted(set(cfg.n) - set(problem.terms))
@@ -83,21 +84,36 @@ class Sampler(ABC):
     def unit(self, n: int, dim: int) -> Tensor:
         """n points in the unit cube [0, 1)^dim, float64."""
 
-    def draw(self, term: str, n: int) -> Points:
-        """n new points in the term's region, with fresh ids."""
+    def fill(self, n: int, span: Tensor) -> Tensor:
+        """Points in a box [0, span) with the given side lengths; the rows need not number n
+        exactly (a grid rounds to whole points per axis)."""
+        return self.unit(n, span.numel()) * span
+
+    def coordinates(self, term: str, n: int) -> Tensor:
+        """About n coordinates (N, d) float64 in the term's region, split over its boxes by measure."""
         boxes = self.problem.terms[term].region
         parts = []
         for box, count in zip(boxes, split_count(n, [box_measure(b) for b in boxes])):
             free = [i for i, (lo, hi) in enumerate(box) if hi > lo]
-            x = torch.tensor([lo for lo, _ in box], dtype=torch.float64).repeat(count, 1)
-            if free and count:
-                u = self.unit(count, len(free))
-                span = torch.tensor([box[i][1] - box[i][0] for i in free], dtype=torch.float64)
-                x[:, free] = x[:, free] + u * span
+            low = torch.tensor([lo for lo, _ in box], dtype=torch.float64)
+            if not free or not count:
+                parts.append(low.repeat(count, 1))
+                continue
+            inner = self.fill(count, torch.tensor([box[i][1] - box[i][0] for i in free], dtype=torch.float64))
+            x = low.repeat(inner.shape[0], 1)
+            x[:, free] = x[:, free] + inner
             parts.append(x)
-        ids = torch.arange(self.next_id, self.next_id + n, dtype=torch.int64)
-        self.next_id += n
-        return Points(torch.cat(parts), ids)
+        return torch.cat(parts)
+
+    def label(self, x: Tensor) -> Points:
+        """Give coordinates fresh ids, never used before in this run."""
+        ids = torch.arange(self.next_id, self.next_id + x.shape[0], dtype=torch.int64)
+        self.next_id += x.shape[0]
+        return Points(x, ids)
+
+    def draw(self, term: str, n: int) -> Points:
+        """About n new points in the term's region, with fresh ids."""
+        return self.label(self.coordinates(term, n))
 
     def initial(self) -> dict[str, Points]:
         """The first point set of every term."""
@@ -111,6 +127,10 @@ class Sampler(ABC):
         changed = {term: self.draw(term, self.counts[term]) for term in self.cfg.resample_terms}
         self.points.update(changed)
         return changed
+
+    def metrics(self) -> dict[str, float]:
+        """The current point count of every term, logged as `points/<term>`."""
+        return {f"points/{term}": float(len(p)) for term, p in self.points.items()}
 
     def state_dict(self) -> dict[str, Any]:
         return {
