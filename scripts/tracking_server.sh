@@ -23,6 +23,8 @@
 #   PG_RUN_AS           when run as root, the user PostgreSQL runs as (default postgres): PostgreSQL refuses
 #                       to run as root. The state directory is then owned by that user.
 #   START_TIMEOUT_S     how long `start` waits for MLflow to answer (default 120)
+#   MLFLOW_SERVER_ENABLE_JOB_EXECUTION  MLflow's own variable; default here false (its job runner serves
+#                       GenAI features, not experiment tracking)
 #
 # Needs: PostgreSQL's server binaries (Debian/Ubuntu: apt-get install postgresql), and `mlflow` with
 # psycopg2 on PATH (pip install 'pinnrun[server]'). The cluster's only role, `mlflow`, has a random
@@ -39,6 +41,8 @@ PGDATA_DIR=$DIR/pgdata
 PID_FILE=$DIR/mlflow.pid
 DB=mlflow
 export PGPASSFILE=$DIR/pgpass
+# MLflow 3's job runner (GenAI scoring and trace archival; eight more processes) is not used by pinnrun.
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}
 
 die() { echo "tracking_server: $*" >&2; exit 1; }
 
@@ -134,10 +138,13 @@ start_mlflow() {
     fi
     command -v mlflow >/dev/null || die "mlflow not on PATH (pip install 'pinnrun[server]')"
     # setsid: the server and its workers form one process group, which `stop` signals as a whole.
+    # uvicorn kills a worker that does not answer its supervisor within 5 s, which a worker still
+    # importing MLflow on a busy login node fails to do, over and over: allow it a minute.
     setsid mlflow server \
         --backend-store-uri "postgresql+psycopg2://$DB@127.0.0.1:$PG_PORT/$DB" \
         --serve-artifacts --artifacts-destination "$DIR/artifacts" \
         --host "$MLFLOW_HOST" --port "$MLFLOW_PORT" --workers "$MLFLOW_WORKERS" \
+        --uvicorn-opts "--timeout-worker-healthcheck 60" \
         >"$DIR/logs/mlflow.log" 2>&1 </dev/null &
     echo $! >"$PID_FILE"
     local deadline=$((SECONDS + START_TIMEOUT_S))
@@ -157,7 +164,10 @@ stop_mlflow() {
             group_running "$pid" || break
             sleep 1
         done
-        kill -KILL -- "-$pid" 2>/dev/null || true
+        if group_running "$pid"; then
+            kill -KILL -- "-$pid" 2>/dev/null || true
+            sleep 1
+        fi
         echo "MLflow stopped"
     fi
     rm -f "$PID_FILE"
