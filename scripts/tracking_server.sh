@@ -17,7 +17,7 @@
 #   MLFLOW_PORT         (default 5000)
 #   MLFLOW_WORKERS      server worker processes (default 2)
 #   MLFLOW_SERVER_ALLOWED_HOSTS  Host headers MLflow accepts (MLflow's own variable; default localhost
-#                       and private IPs), e.g. "login01:5000,login01.cluster:5000" for compute nodes
+#                       and private IPs; a list replaces them), e.g. "login01:5000,localhost:*,127.0.0.1:*"
 #   PG_BIN              directory holding initdb and pg_ctl (default: from PATH, else the newest
 #                       /usr/lib/postgresql/*/bin)
 #   PG_RUN_AS           when run as root, the user PostgreSQL runs as (default postgres): PostgreSQL refuses
