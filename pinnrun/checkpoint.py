@@ -122,8 +122,13 @@ def restore_rng(rng: dict[str, Any]) -> None:
     random.setstate((version, tuple(state), gauss_next))
 
 
-def find_checkpoint(resume: str, tracking: TrackingConfig, out_dir: Path) -> dict[str, Any]:
-    """`resume=` names a checkpoint file, a run directory holding one, or an MLflow run id."""
+def find_checkpoint(resume: str, tracking: TrackingConfig, out_dir: Path) -> Optional[dict[str, Any]]:
+    """`resume=` names a checkpoint file, a run directory holding one, or an MLflow run id; `auto`
+    continues from the output directory's own checkpoint when there is one (a requeued SLURM job
+    runs again in the same directory) and starts afresh otherwise."""
+    if resume == "auto":
+        own = out_dir / CHECKPOINT
+        return load_checkpoint(own) if own.is_file() else None
     if re.fullmatch(r"[0-9a-f]{32}", resume):
         from pinnrun.tracking import download_artifact
 

@@ -80,7 +80,7 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     dtype: str = "float32"  # float32 | float64
     deterministic: bool = False  # repeatable CUDA kernels (slower on GPUs); CPU runs repeat without it
-    resume: Optional[str] = None  # a checkpoint path, a run directory or an MLflow run id to continue
+    resume: Optional[str] = None  # a checkpoint path, a run directory, an MLflow run id, or auto
     threads: int = 0  # torch intra-op threads for this run; 0 keeps torch's default
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

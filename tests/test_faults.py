@@ -98,6 +98,20 @@ def test_resume_by_run_id(make_cfg, tmp_path: Path, monkeypatch) -> None:
     assert again.info.status == "FINISHED" and again.data.metrics["final/steps"] > 30  # L-BFGS may stop early on tolerance
 
 
+def test_resume_auto_continues_in_the_same_directory(make_cfg, tmp_path: Path, monkeypatch) -> None:
+    """What a requeued SLURM job does: the same command, the same output directory."""
+    fresh = run(make_cfg(*BUDGET, "resume=auto", "train.checkpoint_every=10", "tracking.enabled=false",
+                         f"output.dir={tmp_path / 'fresh'}", quick=False))
+    with monkeypatch.context() as patch:
+        signal_at_step(patch, 12, signal.SIGTERM)
+        with pytest.raises(RunInterrupted):
+            run(make_cfg(*BUDGET, "resume=auto", "train.checkpoint_every=10", quick=False))
+    requeued = run(make_cfg(*BUDGET, "resume=auto", "train.checkpoint_every=10", quick=False))
+    _, record = the_run(tmp_path)
+    assert record.info.status == "FINISHED"
+    assert requeued["final/l2_rel"] == fresh["final/l2_rel"]
+
+
 class FlakyClient:
     """An MLflow client whose store is away for the first `failures` calls."""
 
