@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from conftest import run_cli
+from tests.conftest import run_cli
 from pinnrun import tracking
 from pinnrun.sweep import override_tags, summary_group_by, swept_keys
 

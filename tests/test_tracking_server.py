@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from conftest import QUICK, run_cli
+from tests.conftest import QUICK, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "tracking_server.sh"
