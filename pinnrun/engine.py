@@ -31,6 +31,7 @@ from pinnrun.runtime import DTYPES, resolve_device, seed_everything
 from pinnrun.samplers.base import Points, Sampler
 from pinnrun.tracking import Tracker, flatten, open_run
 from pinnrun.weighting.base import Weighting
+from pinnrun.weighting.record import WeightRecorder
 
 EVAL_BATCH = 65536
 
@@ -57,6 +58,7 @@ def validate(cfg: DictConfig) -> dict[str, Option]:
     """Check every value of the config; raises ConfigError before anything is created."""
     validate_top_level(cfg)
     options = {group: parse_option(group, cfg[group]) for group in GROUPS}
+    options["weighting"].cls.reconcile_sampler(options["weighting"].cfg, options["sampler"].cfg)
     resolve_device(cfg.device)
     return options
 
@@ -68,7 +70,7 @@ def build(cfg: DictConfig, options: Mapping[str, Option]) -> Parts:
     problem = options["problem"].build()
     model = options["model"].build(problem).to(device=device, dtype=dtype)
     sampler = options["sampler"].build(problem, torch.Generator().manual_seed(cfg.seed))
-    weighting = options["weighting"].build(problem.term_weights(), model)
+    weighting = options["weighting"].build(problem, model)
     phases = options["optimizer"].build().phases()
     return Parts(problem, model, sampler, weighting, phases, problem.evaluation(), device, dtype)
 
@@ -96,6 +98,7 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path) -> dic
     history: list[tuple[int, dict[str, float]]] = []
     last: dict[str, Tensor] = {}
     step, best = 0, math.inf
+    recorder = WeightRecorder(weighting.cfg.histogram_every, problem.input_names, out_dir / "weights", tracker)
     next_log, next_eval = cfg.train.log_every, cfg.train.eval_every
 
     def closure() -> Tensor:
@@ -133,6 +136,7 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path) -> dic
                 next_eval = step + cfg.train.eval_every
                 bar.set_postfix(loss=f"{metrics['loss/total']:.3e}", l2=f"{metrics['l2_rel']:.2e}")
             tracker.log_metrics(metrics, step)
+            recorder.at_log_step(step, weighting, points)
             history.append((step, metrics))
             logged_at, logged_step, next_log = now, step, step + cfg.train.log_every
         tracker.set_tags({f"stop_reason/{phase.name}": phase.stop_reason or "max_steps"})
@@ -141,6 +145,7 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path) -> dic
     final = {"final/l2_rel": rel_l2(u_pred, parts.evaluation.u_ref), "final/time_s": time.perf_counter() - started,
              "final/steps": float(step)}
     tracker.log_metrics(final, step)
+    recorder.record(step, weighting, points)
     write_outputs(parts, cfg, tracker, out_dir, history, u_pred, step)
     return final
 

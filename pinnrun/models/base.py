@@ -4,7 +4,7 @@ hard-constraint ansatz around the network."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +42,15 @@ class PINNModel(nn.Module):
         raise NotImplementedError
 
     def forward(self, inputs: Tensor) -> Tensor:
-        z = 2.0 * (inputs - self.input_low) / self.input_span - 1.0
-        out = self.network(z)
+        return self.surround(inputs, self.network)
+
+    def surround(self, inputs: Tensor, network: Callable[[Tensor], Tensor]) -> Tensor:
+        """Normalise the inputs, apply `network`, wrap the ansatz: the forward pass around any stand-in
+        network (per-point gradient norms use a Taylor surrogate of it)."""
+        z = self.normalise(inputs)
+        out = network(z)
         return out if self.ansatz is None else self.ansatz.transform(inputs, out)
+
+    def normalise(self, inputs: Tensor) -> Tensor:
+        """Inputs mapped from the domain box to [-1, 1]^d."""
+        return 2.0 * (inputs - self.input_low) / self.input_span - 1.0
