@@ -117,7 +117,8 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path) -> dic
         while not phase.finished():
             changed = sampler.update(step) if phase.adaptive else None
             if changed:
-                points.update(on_device(changed, parts))
+                changed = on_device(changed, parts)
+                points.update(changed)
                 weighting.on_points(changed)
             advanced = phase.advance(closure, min(phase.steps - phase.done, next_log - step))
             weighting.after_step(ascent=phase.adaptive)
