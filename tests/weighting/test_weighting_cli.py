@@ -16,7 +16,8 @@ QUICK = ["problem=burgers", "problem.n.pde=300", "model.depth=3", "optimizer=ada
 
 def run_scheme(tmp_path: Path, *args: str):
     out = tmp_path / "out"
-    result = run_cli([*QUICK, *args, f"hydra.run.dir={out}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"], cwd=tmp_path)
+    result = run_cli([*QUICK, *args, f"hydra.run.dir={out}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"], cwd=tmp_path,
+                     timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     return out
 
