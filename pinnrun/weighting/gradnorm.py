@@ -92,38 +92,42 @@ def activation_derivatives(layer: nn.Module, z: Tensor) -> tuple[Tensor, Tensor,
     return s, s1, s2
 
 
-def network_jet(layers: list[nn.Module], z0: Tensor, pairs: list[tuple[int, int]]) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
-    """The network's Taylor jet at z0: (N, K) channels [u, du/dz_i, d2u/dz_i dz_k for the pairs],
-    and each Linear layer's (input, pre-activation) jets, (N, K, fan_in) and (N, K, fan_out)."""
+def network_jet(layers: list[nn.Module], z0: Tensor, pairs: list[tuple[int, int]]) -> tuple[list[Tensor], list[tuple[list[Tensor], list[Tensor]]]]:
+    """The network's Taylor jet at z0: channels [u, du/dz_i, d2u/dz_i dz_k for the pairs], each (N,),
+    and each Linear layer's input and output (without bias) channels, K tensors (N, fan_in) and
+    (N, fan_out).
+
+    Channels travel as separate tensors: slicing or stacking one (N, K, width) tensor costs more
+    in copies and zero-filled backward buffers than the products themselves."""
     n, d = z0.shape
-    first = torch.eye(d, dtype=z0.dtype, device=z0.device).expand(n, d, d)
-    a = torch.cat([z0.unsqueeze(1), first, z0.new_zeros(n, len(pairs), d)], dim=1)
-    value_channel = torch.zeros(a.shape[1], 1, dtype=z0.dtype, device=z0.device)
-    value_channel[0] = 1.0
-    records: list[tuple[Tensor, Tensor]] = []
+    unit = torch.eye(d, dtype=z0.dtype, device=z0.device)
+    channels = [z0, *(unit[i].expand(n, d) for i in range(d)), *(z0.new_zeros(n, d) for _ in pairs)]
+    records: list[tuple[list[Tensor], list[Tensor]]] = []
     for layer in layers:
         if isinstance(layer, nn.Linear):
-            pre = a @ layer.weight.T + value_channel * layer.bias
-            records.append((a, pre))
-            a = pre
+            outputs = [c @ layer.weight.T for c in channels]
+            records.append((channels, outputs))
+            channels = [outputs[0] + layer.bias, *outputs[1:]]
             continue
-        s, s1, s2 = activation_derivatives(layer, a[:, 0])
-        grads = s1.unsqueeze(1) * a[:, 1 : 1 + d]
-        hessians = [s2 * a[:, 1 + i] * a[:, 1 + k] + s1 * a[:, 1 + d + p] for p, (i, k) in enumerate(pairs)]
-        a = torch.cat([s.unsqueeze(1), grads, *(h.unsqueeze(1) for h in hessians)], dim=1)
-    return a.squeeze(-1), records
+        value, grads, hessians = channels[0], channels[1 : 1 + d], channels[1 + d :]
+        s, s1, s2 = activation_derivatives(layer, value)
+        channels = [s, *(s1 * g for g in grads),
+                    *(s2 * grads[i] * grads[k] + s1 * h for h, (i, k) in zip(hessians, pairs))]
+    return [c.squeeze(-1) for c in channels], records
 
 
-def taylor_network(jet: Tensor, z0: Tensor, pairs: list[tuple[int, int]]):
+def taylor_network(jet: list[Tensor], z0: Tensor, pairs: list[tuple[int, int]]):
     """The network's second-order Taylor polynomial around each point (row) z0: equal to the
     network there in value, first derivatives and the listed second derivatives."""
     d = z0.shape[1]
 
     def network(z: Tensor) -> Tensor:
         dz = z - z0
-        value = jet[:, 0] + (jet[:, 1 : 1 + d] * dz).sum(dim=1)
+        value = jet[0]
+        for i in range(d):
+            value = value + jet[1 + i] * dz[:, i]
         for p, (i, k) in enumerate(pairs):
-            value = value + (0.5 if i == k else 1.0) * jet[:, 1 + d + p] * dz[:, i] * dz[:, k]
+            value = value + (0.5 if i == k else 1.0) * jet[1 + d + p] * dz[:, i] * dz[:, k]
         return value.unsqueeze(-1)
 
     return network
@@ -138,12 +142,15 @@ def per_point_gradient_norms(model: nn.Module, layers: list[nn.Module], term: Te
         jet, records = network_jet(layers, z0, pairs)
         surrogate = taylor_network(jet, z0, pairs)
         residual = term.residual(autograd_fields(lambda inputs: model.surround(inputs, surrogate), x, input_names, term.derivatives))
-        deltas = torch.autograd.grad(residual.square().sum(), [pre for _, pre in records])
+        outputs = [out for _, layer_outputs in records for out in layer_outputs]
+        deltas = iter(torch.autograd.grad(residual.square().sum(), outputs))
     squared = torch.zeros(len(x), dtype=x.dtype, device=x.device)
-    for (a, _), delta in zip(records, deltas):
-        a = a.detach()
-        squared = squared + ((a @ a.transpose(1, 2)) * (delta @ delta.transpose(1, 2))).sum(dim=(1, 2))
-        squared = squared + delta[:, 0].square().sum(dim=1)
+    for inputs, layer_outputs in records:
+        delta = [next(deltas) for _ in layer_outputs]
+        for k, l in combinations_with_replacement(range(len(inputs)), 2):
+            gram = (inputs[k].detach() * inputs[l].detach()).sum(dim=1) * (delta[k] * delta[l]).sum(dim=1)
+            squared = squared + (gram if k == l else 2.0 * gram)
+        squared = squared + delta[0].square().sum(dim=1)
     return squared.sqrt()
 
 
