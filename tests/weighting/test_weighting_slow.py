@@ -82,6 +82,7 @@ def test_sapinn_lowers_centre_outer_ratio_on_sharp_race(make_cfg) -> None:
     for seed in range(5):
         for name, extra in schemes.items():
             ratios[name].append(centre_outer_ratio(trained(make_cfg, *common, *extra, f"seed={seed}", problem=problem)))
+            print(f"race seed {seed} {name}: centre/outer ratio {ratios[name][-1]:.3g}", flush=True)
     for name, values in ratios.items():
         print(f"race {name}: centre/outer ratio {np.mean(values):.3g} +- {np.std(values):.2g} {np.round(values, 3).tolist()}")
     assert np.median(ratios["sapinn"]) < np.median(ratios["uniform"])
