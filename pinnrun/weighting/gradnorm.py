@@ -19,9 +19,8 @@ sum_k delta_jk a_jk^T has the exact Gram-form norm
 
 the bias contributing ||delta_j0||^2; layers add in squares. The residual sees the jet through the
 network's local Taylor polynomial around each point (exact up to second derivatives there), put in
-the model's own forward pass (normalisation, ansatz) so any residual of order <= 2 works. A
-refresh step then trains on the jet residual (same value, same exact parameter gradient), so it
-costs the engine's forward, the jet forward and two first-order backward passes.
+the model's own forward pass (normalisation, ansatz) so any residual of order <= 2 works. Cost:
+one jet forward and one first-order backward per refresh.
 """
 
 from __future__ import annotations
@@ -135,10 +134,8 @@ def taylor_network(jet: list[Tensor], z0: Tensor, pairs: list[tuple[int, int]]):
 
 
 def per_point_gradient_norms(model: nn.Module, layers: list[nn.Module], term: Term, x: Tensor,
-                             input_names: tuple[str, ...]) -> tuple[Tensor, Tensor]:
-    """||grad_theta r_j^2|| for every point j of one term, exact, in one jet pass; and the residual
-    on the jet graph (equal to the nested-autograd residual in value and parameter gradient), which
-    a refresh step trains on so that it back-propagates once through a first-order graph."""
+                             input_names: tuple[str, ...]) -> Tensor:
+    """||grad_theta r_j^2|| for every point j of one term, exact, in one jet pass."""
     pairs = second_order_pairs(term, input_names)
     with torch.enable_grad():
         z0 = model.normalise(x.detach())
@@ -146,7 +143,7 @@ def per_point_gradient_norms(model: nn.Module, layers: list[nn.Module], term: Te
         surrogate = taylor_network(jet, z0, pairs)
         residual = term.residual(autograd_fields(lambda inputs: model.surround(inputs, surrogate), x, input_names, term.derivatives))
         outputs = [out for _, layer_outputs in records for out in layer_outputs]
-        deltas = iter(torch.autograd.grad(residual.square().sum(), outputs, retain_graph=True))
+        deltas = iter(torch.autograd.grad(residual.square().sum(), outputs))
     squared = torch.zeros(len(x), dtype=x.dtype, device=x.device)
     for inputs, layer_outputs in records:
         delta = [next(deltas) for _ in layer_outputs]
@@ -154,7 +151,7 @@ def per_point_gradient_norms(model: nn.Module, layers: list[nn.Module], term: Te
             gram = (inputs[k].detach() * inputs[l].detach()).sum(dim=1) * (delta[k] * delta[l]).sum(dim=1)
             squared = squared + (gram if k == l else 2.0 * gram)
         squared = squared + delta[0].square().sum(dim=1)
-    return squared.sqrt(), residual
+    return squared.sqrt()
 
 
 def inverse_norm_weights(norms: Tensor, floor: float, max_weight: float) -> Tensor:
@@ -191,23 +188,19 @@ class GradNorm(Weighting):
                 self.tables[term] = self.tables[term].rekey(points.ids, ones) if term in self.tables else PointTable(points.ids, ones)
                 self.points[term] = points
 
-    def update(self, points: Mapping[str, Points]) -> dict[str, Tensor]:
-        """Measure every point's gradient norm and move the weights towards 1/norm; returns the
-        residuals on the jet graph."""
-        jet_residuals = {}
+    def update(self, points: Mapping[str, Points]) -> None:
+        """Measure every point's gradient norm and move the weights towards 1/norm."""
         for term in self.terms:
-            norms, jet_residuals[term] = per_point_gradient_norms(
-                self.model, self.layers, self.problem.terms[term], points[term].x, self.problem.input_names)
+            norms = per_point_gradient_norms(self.model, self.layers, self.problem.terms[term], points[term].x, self.problem.input_names)
             fresh = inverse_norm_weights(norms, self.cfg.floor, self.cfg.max_weight)
             table = self.tables[term]
             old = table.values[table.index(points[term].ids)]
             table.values[table.index(points[term].ids)] = self.cfg.smoothing * old + (1.0 - self.cfg.smoothing) * fresh
             self.points[term] = points[term]
-        return jet_residuals
 
     def loss(self, residuals: Mapping[str, Tensor], points: Mapping[str, Points], step: int) -> tuple[Tensor, dict[str, Tensor]]:
         if self.refresh.due(step):
-            residuals = {**residuals, **self.update(points)}
+            self.update(points)
         weights = {term: self.tables[term].values[self.tables[term].index(points[term].ids)] for term in self.terms}
         return weighted_loss(residuals, self.constants, point_weights=weights)
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from pinnrun.config import ConfigError, parse_node
-from pinnrun.derivatives import autograd_fields
 from pinnrun.engine import residuals
 from pinnrun.models.mlp import MLP
 from pinnrun.problems.base import Term
@@ -32,6 +31,8 @@ def points_in_domain(n: int, seed: int = 0) -> torch.Tensor:
 
 def brute_force_norms(model, term: Term, x: torch.Tensor, input_names) -> torch.Tensor:
     """||grad_theta r_j^2|| one point at a time through the engine's nested-autograd residual."""
+    from pinnrun.derivatives import autograd_fields
+
     params = list(model.parameters())
     norms = []
     for j in range(len(x)):
@@ -52,8 +53,7 @@ def test_norms_match_per_point_loop(term_name: str, options: dict) -> None:
         x[:, 1] = 0.0
     if term_name == "bc":
         x[:, 0] = torch.where(x[:, 0] > 0, 1.0, -1.0)
-    fast, jet_residual = per_point_gradient_norms(model, layer_stack(model), term, x, problem.input_names)
-    assert torch.allclose(jet_residual, term.residual(autograd_fields(model, x, problem.input_names, term.derivatives)), rtol=1e-10, atol=1e-12)
+    fast = per_point_gradient_norms(model, layer_stack(model), term, x, problem.input_names)
     brute = brute_force_norms(model, term, x, problem.input_names)
     if options.get("hard_constraints") and term_name != "pde":
         assert torch.allclose(fast, brute, atol=1e-12)  # the ansatz satisfies IC/BC: zero gradients
@@ -67,8 +67,7 @@ def test_norms_exact_for_mixed_and_second_time_derivatives() -> None:
     model = small_mlp(problem)
     term = Term((problem.bounds,), lambda f: f["tt"] - f["xt"] * f.u + f["t"] ** 2, ("t", "xt", "tt"))
     x = points_in_domain(7, seed=1)
-    fast, jet_residual = per_point_gradient_norms(model, layer_stack(model), term, x, problem.input_names)
-    assert torch.allclose(jet_residual, term.residual(autograd_fields(model, x, problem.input_names, term.derivatives)), rtol=1e-10, atol=1e-12)
+    fast = per_point_gradient_norms(model, layer_stack(model), term, x, problem.input_names)
     assert torch.allclose(fast, brute_force_norms(model, term, x, problem.input_names), rtol=1e-5, atol=0)
 
 
@@ -95,17 +94,12 @@ def test_refresh_sets_smoothed_inverse_norm_weights_keyed_by_id() -> None:
     x = points_in_domain(6)
     pts = {name: Points(x, torch.arange(10, 16)) for name in problem.terms}
     weighting.on_points(pts)
-    loss, diagnostics = weighting.loss(residuals(problem, model, pts), pts, step=0)
+    _, diagnostics = weighting.loss(residuals(problem, model, pts), pts, step=0)
     norms = brute_force_norms(model, problem.terms["pde"], x, problem.input_names)
     expected = 0.25 * 1.0 + 0.75 * inverse_norm_weights(norms, 1e-3, 100.0)
     assert torch.allclose(weighting.point_weights()["pde"], expected, rtol=1e-6)
-    plain = residuals(problem, model, pts)
-    weighted = (expected * plain["pde"].square()).mean()
+    weighted = (expected * residuals(problem, model, pts)["pde"].square()).mean()
     assert torch.allclose(diagnostics["loss/pde"], weighted.detach(), rtol=1e-6)
-    params = list(model.parameters())
-    reference = weighted + plain["ic"].square().mean() + plain["bc"].square().mean()
-    for refresh_grad, engine_grad in zip(torch.autograd.grad(loss, params), torch.autograd.grad(reference, params)):
-        assert torch.allclose(refresh_grad, engine_grad, rtol=1e-6, atol=1e-12)  # trained on the jet residual
     order = torch.tensor([3, 0, 5, 1, 4, 2])
     shuffled = {name: Points(x[order], pts[name].ids[order]) for name in problem.terms}
     _, again = weighting.loss(residuals(problem, model, shuffled), shuffled, step=1)

@@ -74,12 +74,12 @@ def centre_outer_ratio(parts) -> float:
 @pytest.mark.slow
 def test_sapinn_lowers_centre_outer_ratio_on_sharp_race(make_cfg) -> None:
     problem = {"_target_": f"{__name__}.SharpTransition", "n": {"data": 30}, "eval_grid": [2001]}
-    common = ("sampler.resample_terms=[data]", "model.depth=4", "model.width=20", "optimizer=adam", "optimizer.steps=3000", "optimizer.lr=1e-3",
-              "train.log_every=500", "train.eval_every=3000")
+    common = ("sampler.resample_terms=[data]", "model.depth=4", "model.width=20", "optimizer=adam",
+              "optimizer.steps=2000", "optimizer.lr=1e-3", "train.log_every=500", "train.eval_every=2000")
     schemes = {"uniform": ["weighting=uniform"], "gradnorm": ["weighting=gradnorm", "weighting.update_every=50"],
                "sapinn": ["weighting=sapinn", "weighting.lr=0.05"]}
     ratios = {name: [] for name in schemes}
-    for seed in range(5):
+    for seed in range(3):
         for name, extra in schemes.items():
             ratios[name].append(centre_outer_ratio(trained(make_cfg, *common, *extra, f"seed={seed}", problem=problem)))
             print(f"race seed {seed} {name}: centre/outer ratio {ratios[name][-1]:.3g}", flush=True)
