@@ -80,7 +80,7 @@ def test_sapinn_lowers_centre_outer_ratio_on_sharp_race(make_cfg) -> None:
     schemes = {"uniform": ["weighting=uniform"], "gradnorm": ["weighting=gradnorm", "weighting.update_every=50"],
                "sapinn": ["weighting=sapinn", "weighting.lr=0.05"]}
     ratios = {name: [] for name in schemes}
-    for seed in range(3):
+    for seed in range(5):
         for name, extra in schemes.items():
             ratios[name].append(centre_outer_ratio(trained(make_cfg, *common, *extra, f"seed={seed}", problem=problem)))
             print(f"race seed {seed} {name}: centre/outer ratio {ratios[name][-1]:.3g}", flush=True)
