@@ -33,6 +33,7 @@ from pinnrun.samplers.base import Points, Sampler
 from pinnrun.sweep import sweep_tags
 from pinnrun.tracking import Tracker, flatten, open_run
 from pinnrun.weighting.base import Weighting
+from pinnrun.weighting.record import WeightRecorder
 
 EVAL_BATCH = 65536
 RESIDUAL_BATCH = 16384
@@ -60,6 +61,7 @@ def validate(cfg: DictConfig) -> dict[str, Option]:
     """Check every value of the config; raises ConfigError before anything is created."""
     validate_top_level(cfg)
     options = {group: parse_option(group, cfg[group]) for group in GROUPS}
+    options["weighting"].cls.reconcile_sampler(options["weighting"].cfg, options["sampler"].cfg)
     resolve_device(cfg.device)
     return options
 
@@ -74,7 +76,7 @@ def build(cfg: DictConfig, options: Mapping[str, Option]) -> Parts:
     model = options["model"].build(problem).to(device=device, dtype=dtype)
     problem = problem.without_terms(model.ansatz.satisfies if model.ansatz else ())
     sampler = options["sampler"].build(problem, torch.Generator().manual_seed(cfg.seed))
-    weighting = options["weighting"].build(problem.term_weights(), model)
+    weighting = options["weighting"].build(problem, model)
     phases = options["optimizer"].build().phases()
     return Parts(problem, model, sampler, weighting, phases, problem.evaluation(), device, dtype)
 
@@ -109,6 +111,7 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
     p.next_log = p.next_log or cfg.train.log_every
     p.next_eval = p.next_eval or cfg.train.eval_every
     p.next_checkpoint = p.next_checkpoint or cfg.train.checkpoint_every
+    recorder = WeightRecorder(weighting.cfg.histogram_every, problem.input_names, out_dir / "weights", tracker)
 
     def closure() -> Tensor:
         model.zero_grad(set_to_none=True)
@@ -130,7 +133,8 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
         while not phase.finished():
             changed = sampler.update(p.step, residual_at) if phase.adaptive else None
             if changed:
-                points.update(on_device(changed, parts))
+                changed = on_device(changed, parts)
+                points.update(changed)
                 weighting.on_points(changed)
                 if sampler.residual_based and cfg.output.plots:
                     log_point_cloud(sampler.points, problem.input_names, p.step, out_dir, tracker)
@@ -155,6 +159,7 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
                 p.next_eval = p.step + cfg.train.eval_every
                 bar.set_postfix(loss=f"{metrics['loss/total']:.3e}", l2=f"{metrics['l2_rel']:.2e}")
             tracker.log_metrics(metrics, p.step)
+            recorder.at_log_step(p.step, weighting, points)
             p.history.append((p.step, metrics))
             logged_at, logged_step, p.next_log = now, p.step, p.step + cfg.train.log_every
             if cfg.train.checkpoint_every and p.step >= p.next_checkpoint:
@@ -166,6 +171,7 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
     final = {"final/l2_rel": rel_l2(u_pred, parts.evaluation.u_ref), "final/time_s": time.perf_counter() - started,
              "final/steps": float(p.step)}
     tracker.log_metrics(final, p.step)
+    recorder.record(p.step, weighting, points)
     write_outputs(parts, cfg, tracker, out_dir, p, u_pred)
     return final
 

@@ -93,3 +93,48 @@ def plot_points(points: Mapping[str, np.ndarray], names: Sequence[str], step: in
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_weight_histograms(weights: Mapping[str, np.ndarray], step: int, path: Path) -> None:
+    """One histogram of the per-point weights per term (log-spaced bins, log counts)."""
+    fig, axes = plt.subplots(1, len(weights), figsize=(4.5 * len(weights), 3.6), squeeze=False)
+    for ax, (term, w) in zip(axes[0], weights.items()):
+        positive = w[w > 0]
+        low, high = (positive.min(), positive.max()) if positive.size else (1e-3, 1.0)
+        bins = np.geomspace(low, max(high, low * 1.0001), 50)
+        ax.hist(positive, bins=bins, log=True)
+        ax.set_xscale("log")
+        ax.set_title(f"{term}: {w.size} points, max/mean {w.max() / max(w.mean(), 1e-300):.3g}")
+        ax.set_xlabel("weight")
+    axes[0][0].set_ylabel("points")
+    fig.suptitle(f"per-point weights at step {step}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_weight_map(points: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray], names: Sequence[str],
+                    step: int, path: Path) -> None:
+    """Each term's points over the domain coloured by weight (log colour scale): where the problem is
+    hard lights up. 2-D inputs: names[1] across, names[0] up (x-t maps as in the PINN papers);
+    1-D inputs: weight against the coordinate."""
+    fig, axes = plt.subplots(1, len(weights), figsize=(5 * len(weights), 4), squeeze=False)
+    for ax, (term, w) in zip(axes[0], weights.items()):
+        x = points[term]
+        if x.shape[1] == 1:
+            ax.semilogy(x[:, 0], w, ".", markersize=3)
+            ax.set_xlabel(names[0])
+            ax.set_ylabel("weight")
+        else:
+            positive = w[w > 0]
+            norm = matplotlib.colors.LogNorm(positive.min(), max(positive.max(), positive.min() * 1.0001)) if positive.size else None
+            order = np.argsort(w)
+            image = ax.scatter(x[order, 1], x[order, 0], c=w[order], s=4, cmap="inferno", norm=norm)
+            ax.set_xlabel(names[1])
+            ax.set_ylabel(names[0])
+            fig.colorbar(image, ax=ax)
+        ax.set_title(term)
+    fig.suptitle(f"weights over the domain at step {step}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -4,7 +4,7 @@ features) in front of the network and the optional hard-constraint ansatz around
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from torch import Tensor, nn
 
@@ -44,5 +44,10 @@ class PINNModel(nn.Module):
         raise NotImplementedError
 
     def forward(self, inputs: Tensor) -> Tensor:
-        out = self.network(self.embedding(inputs))
+        return self.surround(inputs, self.network)
+
+    def surround(self, inputs: Tensor, network: Callable[[Tensor], Tensor]) -> Tensor:
+        """Embed the inputs, apply `network`, wrap the ansatz: the forward pass around any stand-in
+        network (per-point gradient norms use a Taylor surrogate of it)."""
+        out = network(self.embedding(inputs))
         return out if self.ansatz is None else self.ansatz.transform(inputs, out)

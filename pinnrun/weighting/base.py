@@ -2,7 +2,9 @@
 
 A scheme sees each term's per-point residuals together with the ids of those points, returns the
 scalar loss and its diagnostics, and owns its state (trainable weights, moving averages), which
-goes into checkpoints. The problem's term constants c_i apply on top of every scheme.
+goes into checkpoints. The problem's term constants c_i apply on top of every scheme. Per-point
+state lives in a `PointTable` keyed by point id, never by batch position, so a shuffle or a
+resample cannot attach a weight to the wrong point.
 """
 
 from __future__ import annotations
@@ -14,12 +16,30 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import Tensor, nn
 
-from pinnrun.samplers.base import Points
+from pinnrun.config import ConfigError
+from pinnrun.problems.base import Problem
+from pinnrun.samplers.base import Points, SamplerConfig
+
+QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 
 
 @dataclass
 class WeightingConfig:
-    pass
+    histogram_every: int = 1000  # steps between per-point weight histograms, maps and .npz; 0: at the end only
+
+    def validate(self, prefix: str) -> None:
+        if self.histogram_every < 0:
+            raise ConfigError(f"{prefix}.histogram_every={self.histogram_every}: must be >= 0 (0 = at the end only)")
+
+
+def require_terms(key: str, terms: Optional[list[str]], problem: Problem) -> list[str]:
+    """The terms a scheme acts on: the named ones (checked against the problem) or all (None)."""
+    if terms is None:
+        return list(problem.terms)
+    unknown = sorted(set(terms) - set(problem.terms))
+    if unknown:
+        raise ConfigError(f"{key}: unknown term {unknown[0]!r}; {problem.name} has {', '.join(problem.terms)}")
+    return list(terms)
 
 
 def weighted_loss(
@@ -49,15 +69,60 @@ def weighted_loss(
     return total, diagnostics
 
 
+def weight_summaries(weights: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """`w/<term>/mean|p50|p90|p99|max` of each term's per-point weights (detached, no host sync)."""
+    summaries: dict[str, Tensor] = {}
+    for term, w in weights.items():
+        w = w.detach().float()
+        quantiles = torch.quantile(w, torch.tensor(list(QUANTILES.values()), device=w.device))
+        summaries[f"w/{term}/mean"] = w.mean()
+        summaries.update({f"w/{term}/{name}": q for name, q in zip(QUANTILES, quantiles)})
+        summaries[f"w/{term}/max"] = w.max()
+    return summaries
+
+
+class PointTable:
+    """Per-point values of one term, keyed by point id: ids kept sorted, looked up by binary search."""
+
+    def __init__(self, ids: Tensor, values: Tensor):
+        order = torch.argsort(ids)
+        self.ids = ids[order]
+        self.values = values[order]
+
+    def index(self, ids: Tensor) -> Tensor:
+        """Positions in `values` of the given ids (which must all be in the table)."""
+        return torch.searchsorted(self.ids, ids)
+
+    def known(self, ids: Tensor) -> Tensor:
+        """Which of the given ids the table holds (bool mask)."""
+        if not len(self.ids):
+            return torch.zeros_like(ids, dtype=torch.bool)
+        position = self.index(ids).clamp(max=len(self.ids) - 1)
+        return self.ids[position] == ids
+
+    def rekey(self, ids: Tensor, fresh: Tensor) -> PointTable:
+        """A table over `ids`: values kept for ids already held, `fresh[k]` for each new id."""
+        known = self.known(ids)
+        values = fresh.detach().clone().to(self.values.dtype)
+        values[known] = self.values.detach()[self.index(ids[known])]
+        return PointTable(ids, values)
+
+
 class Weighting(ABC):
     """Base scheme: term constants only. Subclasses override the hooks they need."""
 
     Config = WeightingConfig
 
-    def __init__(self, cfg: WeightingConfig, constants: Mapping[str, float], model: nn.Module):
+    def __init__(self, cfg: WeightingConfig, problem: Problem, model: nn.Module):
         self.cfg = cfg
-        self.constants = dict(constants)
+        self.problem = problem
+        self.constants = problem.term_weights()
         self.model = model
+
+    @classmethod
+    def reconcile_sampler(cls, cfg: WeightingConfig, sampler: SamplerConfig) -> None:
+        """Check the sampler's config against the scheme before the run starts (ConfigError when they
+        cannot work together); a scheme that owns a resampling cadence may set it here."""
 
     def loss(self, residuals: Mapping[str, Tensor], points: Mapping[str, Points], step: int) -> tuple[Tensor, dict[str, Tensor]]:
         """The scalar loss to minimise and its diagnostics (detached tensors; no host sync)."""
@@ -70,15 +135,32 @@ class Weighting(ABC):
         """Called when the sampler replaced the points of some terms."""
 
     def point_weights(self) -> dict[str, Tensor]:
-        """Per-point weights of the current points, by term (empty for term-level schemes)."""
+        """Per-point weights w_ij of the current points, by term, in the order the points were given
+        (empty for term-level schemes)."""
         return {}
 
     def metrics(self) -> dict[str, Tensor]:
-        """Scheme-specific metrics for the log step (e.g. term weights)."""
-        return {}
+        """Scheme-specific metrics for the log step: per-point weight summaries by default."""
+        return weight_summaries(self.point_weights())
 
     def state_dict(self) -> dict[str, Any]:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+
+class Refresh:
+    """When a periodically refreshed scheme recomputes its weights: every `every` steps, once per step
+    (L-BFGS evaluates the loss several times per step), and only while weights may move."""
+
+    def __init__(self, every: int):
+        self.every = every
+        self.adaptive = True
+        self.last = -1
+
+    def due(self, step: int) -> bool:
+        if not self.adaptive or step % self.every or step == self.last:
+            return False
+        self.last = step
+        return True
