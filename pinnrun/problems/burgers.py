@@ -14,7 +14,6 @@ import torch
 from torch import Tensor
 
 from pinnrun.config import require_positive
-from pinnrun.derivatives import Fields
 from pinnrun.problems.base import Ansatz, AnalyticProblem, Box, ProblemConfig, Term
 
 

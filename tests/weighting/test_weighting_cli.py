@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from conftest import run_cli
+from pinnrun.checkpoint import load_checkpoint
+from tests.conftest import run_cli
 
 QUICK = ["problem=burgers", "problem.n.pde=300", "model.depth=3", "optimizer=adam_lbfgs", "optimizer.adam.steps=30",
          "optimizer.lbfgs.steps=10", "train.log_every=10", "train.eval_every=20", "train.progress=false",
@@ -23,8 +23,8 @@ def run_scheme(tmp_path: Path, *args: str):
 
 
 def checkpoint(out: Path) -> dict:
-    """The run's checkpoint (weights_only=False: the engine stores numpy's RNG state as an array)."""
-    return torch.load(out / "checkpoint.pt", weights_only=False)
+    """The run's checkpoint, loaded as `resume=` loads it (weights_only=True)."""
+    return load_checkpoint(out / "checkpoint.pt")
 
 
 def logged_run(tmp_path: Path):
