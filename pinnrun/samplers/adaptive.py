@@ -54,29 +54,27 @@ class DensityConfig(AdaptiveConfig):
 
 
 @dataclass
-class RARDConfig(DensityConfig):
+class GrowthConfig:
+    """What refinement (RAR) samplers add: `add` points per term per round, up to a cap."""
+
     add: int = 100  # points added per term per round
     max_growth: float = 2.0  # stop adding once a term holds this many times its initial count
 
     def validate(self, prefix: str) -> None:
-        super().validate(prefix)
-        validate_growth(prefix, self.add, self.max_growth)
+        super().validate(prefix)  # the sampler config this is mixed into
+        require_positive(f"{prefix}.add", self.add)
+        if not self.max_growth >= 1:
+            raise ConfigError(f"{prefix}.max_growth={self.max_growth!r}: must be >= 1 (a multiple of the initial count)")
 
 
 @dataclass
-class RARGConfig(AdaptiveConfig):
-    add: int = 100  # points added per term per round
-    max_growth: float = 2.0  # stop adding once a term holds this many times its initial count
-
-    def validate(self, prefix: str) -> None:
-        super().validate(prefix)
-        validate_growth(prefix, self.add, self.max_growth)
+class RARDConfig(GrowthConfig, DensityConfig):
+    pass
 
 
-def validate_growth(prefix: str, add: int, max_growth: float) -> None:
-    require_positive(f"{prefix}.add", add)
-    if not max_growth >= 1:
-        raise ConfigError(f"{prefix}.max_growth={max_growth!r}: must be >= 1 (a multiple of the initial count)")
+@dataclass
+class RARGConfig(GrowthConfig, AdaptiveConfig):
+    pass
 
 
 def residual_density(residual: Tensor, k: float, c: float) -> Tensor:
