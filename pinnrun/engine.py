@@ -6,12 +6,13 @@ known to be good), builds the parts, and hands them to `train`, the loop you can
 
 from __future__ import annotations
 
+import functools
 import math
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -23,11 +24,11 @@ import pinnrun
 from pinnrun import plots
 from pinnrun.checkpoint import save_checkpoint
 from pinnrun.config import GROUPS, ConfigError, Option, parse_option, validate_top_level
-from pinnrun.derivatives import autograd_fields
+from pinnrun.derivatives import ENGINES, FieldsFunction, autograd_fields
 from pinnrun.models.base import PINNModel
 from pinnrun.optim.base import Phase
 from pinnrun.problems.base import Evaluation, Problem
-from pinnrun.runtime import DTYPES, resolve_device, seed_everything
+from pinnrun.runtime import DTYPES, check_cuda_graphs, resolve_device, seed_everything
 from pinnrun.samplers.base import Points, Sampler
 from pinnrun.tracking import Tracker, flatten, open_run
 from pinnrun.weighting.base import Weighting
@@ -57,7 +58,7 @@ def validate(cfg: DictConfig) -> dict[str, Option]:
     """Check every value of the config; raises ConfigError before anything is created."""
     validate_top_level(cfg)
     options = {group: parse_option(group, cfg[group]) for group in GROUPS}
-    resolve_device(cfg.device)
+    check_cuda_graphs(cfg.engine.cuda_graphs, resolve_device(cfg.device))
     return options
 
 
@@ -94,16 +95,18 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path) -> dic
     weighting.on_points(points)
     eval_inputs = torch.as_tensor(parts.evaluation.inputs, device=parts.device, dtype=parts.dtype)
     history: list[tuple[int, dict[str, float]]] = []
-    last: dict[str, Tensor] = {}
+    last: dict[str, Any] = {}
+    iteration_rows: list[tuple[int, dict[str, Any]]] = []
     step, best = 0, math.inf
     next_log, next_eval = cfg.train.log_every, cfg.train.eval_every
 
-    def closure() -> Tensor:
+    compute_residuals = residual_function(problem, model, cfg.engine)
+
+    def closure() -> tuple[Tensor, dict[str, Tensor]]:
         model.zero_grad(set_to_none=True)
-        loss, diagnostics = weighting.loss(residuals(problem, model, points), points, step)
+        loss, diagnostics = weighting.loss(compute_residuals(points), points, step)
         loss.backward()
-        last.update(diagnostics)
-        return loss
+        return loss, diagnostics
 
     total = sum(phase.steps for phase in parts.phases)
     bar = tqdm(total=total, disable=None if cfg.train.progress else True, dynamic_ncols=True, desc=problem.name)
@@ -116,12 +119,17 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path) -> dic
             if changed:
                 points.update(on_device(changed, parts))
                 weighting.on_points(changed)
-            advanced = phase.advance(closure, min(phase.steps - phase.done, next_log - step))
+            rows = phase.advance(closure, min(phase.steps - phase.done, next_log - step))
             weighting.after_step(ascent=phase.adaptive)
-            step += advanced
-            bar.update(advanced)
-            if step < next_log and not phase.finished():
+            if phase.logs_iterations:
+                iteration_rows += [(step + i + 1, row) for i, row in enumerate(rows)]
+            step += len(rows)
+            last = rows[-1] if rows else last
+            bar.update(len(rows))
+            if (step < next_log and not phase.finished()) or not last:
                 continue
+            tracker.log_rows([(at, to_floats(row)) for at, row in iteration_rows[:-1]])
+            iteration_rows = []
             now = time.perf_counter()
             metrics = {**to_floats({**last, **weighting.metrics()}), **phase.metrics(), "lr": phase.lr(),
                        "time/step_ms": 1e3 * (now - logged_at) / max(step - logged_step, 1)}
@@ -145,12 +153,21 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path) -> dic
     return final
 
 
-def residuals(problem: Problem, model: PINNModel, points: Mapping[str, Points]) -> dict[str, Tensor]:
-    """Per-point residual of every term at its current points."""
+def residuals(
+    problem: Problem, model: PINNModel, points: Mapping[str, Points], fields: FieldsFunction = autograd_fields
+) -> dict[str, Tensor]:
+    """Per-point residual of every term at its current points, derivatives by the `fields` engine."""
     return {
-        name: term.residual(autograd_fields(model, points[name].x, problem.input_names, term.derivatives))
+        name: term.residual(fields(model, points[name].x, problem.input_names, term.derivatives))
         for name, term in problem.terms.items()
     }
+
+
+def residual_function(problem: Problem, model: PINNModel, engine: DictConfig) -> Callable[[Mapping[str, Points]], dict[str, Tensor]]:
+    """`residuals` with the configured derivative engine, compiled by torch.compile when asked
+    (the jet engine's first-order graph compiles; nested autograd's double backward does not)."""
+    function = functools.partial(residuals, problem, model, fields=ENGINES[engine.derivatives])
+    return torch.compile(function) if engine.compile else function
 
 
 def on_device(points: Mapping[str, Points], parts: Parts) -> dict[str, Points]:
@@ -169,12 +186,14 @@ def rel_l2(u_pred: np.ndarray, u_ref: np.ndarray) -> float:
     return float(np.linalg.norm(u_pred - u_ref) / np.linalg.norm(u_ref))
 
 
-def to_floats(tensors: Mapping[str, Tensor]) -> dict[str, float]:
-    """Detached scalar tensors to floats with a single host sync."""
-    if not tensors:
-        return {}
-    values = torch.stack([t.detach().float().reshape(()) for t in tensors.values()]).cpu().tolist()
-    return dict(zip(tensors.keys(), values))
+def to_floats(values: Mapping[str, Tensor | float]) -> dict[str, float]:
+    """Detached scalar tensors (and plain numbers) to floats with a single host sync."""
+    tensors = {key: value for key, value in values.items() if isinstance(value, Tensor)}
+    floats = {key: float(value) for key, value in values.items() if not isinstance(value, Tensor)}
+    if tensors:
+        synced = torch.stack([t.detach().float().reshape(()) for t in tensors.values()]).cpu().tolist()
+        floats.update(zip(tensors.keys(), synced))
+    return floats
 
 
 def check_finite(metrics: Mapping[str, float], step: int) -> None:

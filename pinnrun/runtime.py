@@ -39,6 +39,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cuda", index)
 
 
+def check_cuda_graphs(enabled: bool, device: torch.device) -> None:
+    """Refuse `engine.cuda_graphs=true`: graphs need CUDA, and the captured step (static buffers,
+    capturable Adam) is not shipped until it has been verified on a GPU."""
+    if not enabled:
+        return
+    if device.type != "cuda":
+        raise ConfigError(f"engine.cuda_graphs=true: CUDA graphs need a CUDA device, this run is on {device.type}")
+    raise ConfigError("engine.cuda_graphs=true: the CUDA-graph step is not available in this version; run without it")
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, numpy's and torch's global generators (model initialisation uses torch's)."""
     random.seed(seed)

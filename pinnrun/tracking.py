@@ -10,13 +10,21 @@ import contextlib
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Protocol
+from typing import Any, Iterator, Mapping, Optional, Protocol, Sequence
 
 from pinnrun.config import ConfigError, TrackingConfig
+
+MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
+
+
+Rows = Sequence[tuple[int, Mapping[str, float]]]
+"""(step, metrics) pairs, logged together."""
 
 
 class Tracker(Protocol):
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+
+    def log_rows(self, rows: Rows) -> None: ...
 
     def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None: ...
 
@@ -32,6 +40,9 @@ class NullTracker:
     run_id = None
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        pass
+
+    def log_rows(self, rows: Rows) -> None:
         pass
 
     def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
@@ -53,12 +64,17 @@ class MlflowTracker:
         return self._run_id
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        self.log_rows([(step, metrics)])
+
+    def log_rows(self, rows: Rows) -> None:
+        """Metrics of several steps (e.g. every L-BFGS iteration) in batches of MLflow's limit."""
         from mlflow.entities import Metric
         from mlflow.utils.time import get_current_time_millis
 
         now = get_current_time_millis()
-        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
-        self.client.log_batch(self._run_id, metrics=batch, synchronous=True)
+        batch = [Metric(key, float(value), now, step) for step, metrics in rows for key, value in metrics.items()]
+        for start in range(0, len(batch), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(self._run_id, metrics=batch[start : start + MAX_METRICS_PER_BATCH], synchronous=True)
 
     def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
         """A file, or a directory's files, under `artifact_path` of the run."""

@@ -9,6 +9,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from pinnrun import jet
 from pinnrun.config import ConfigError
 from pinnrun.problems.base import Ansatz, Problem
 
@@ -41,7 +42,22 @@ class PINNModel(nn.Module):
         """The network on normalised inputs z in [-1, 1]^d."""
         raise NotImplementedError
 
+    def normalise(self, inputs: Tensor) -> Tensor:
+        """Inputs mapped from the domain box to [-1, 1]^d."""
+        return 2.0 * (inputs - self.input_low) / self.input_span - 1.0
+
     def forward(self, inputs: Tensor) -> Tensor:
-        z = 2.0 * (inputs - self.input_low) / self.input_span - 1.0
-        out = self.network(z)
+        out = self.network(self.normalise(inputs))
         return out if self.ansatz is None else self.ansatz.transform(inputs, out)
+
+    def network_jet(self, z: jet.Jet) -> jet.Jet:
+        """`network` on a Taylor jet (pinnrun.jet). This default uses forward-mode AD through
+        `network`; a model built from layers the jet knows overrides it to walk them (MLP does)."""
+        return jet.apply_jvp(self.network, z)
+
+    def forward_jet(self, inputs: jet.Jet) -> jet.Jet:
+        """`forward` on a Taylor jet of the inputs: u and its input derivatives, first-order graph."""
+        stack = inputs.stack
+        z = torch.cat([self.normalise(stack[0]).unsqueeze(0), 2.0 * stack[1:] / self.input_span])
+        out = self.network_jet(jet.Jet(z, inputs.layout))
+        return out if self.ansatz is None else jet.apply_jvp(self.ansatz.transform, inputs, out)
