@@ -30,7 +30,7 @@ from pinnrun.config import require_choice, require_positive
 from pinnrun.optim.base import Closure, Diagnostics, Phase, Plan
 
 LINE_SEARCHES = ("strong_wolfe", "none")
-LINE_SEARCH_EVALUATIONS = 25  # torch's strong-Wolfe default max_ls
+LINE_SEARCH_EVALUATIONS = 25  # evaluations one strong-Wolfe search may use (torch's default)
 
 
 @dataclass
@@ -129,15 +129,16 @@ class LBFGSPhase(Phase):
                 if self.stop_reason is not None:
                     break
                 self.recent = [current]
-                group = self.optimizer.param_groups[0]
-                group["max_eval"] = 1 + min(LINE_SEARCH_EVALUATIONS, max(self.budget - self.evaluations, 1))
+                # torch lets the line search use max_eval - 1 evaluations after its first one
+                self.optimizer.param_groups[0]["max_eval"] = min(LINE_SEARCH_EVALUATIONS, self.budget - self.evaluations)
                 self.previous_loss = current.loss
                 self.optimizer.step(lambda: torch.tensor(self._evaluate(closure).loss))
                 self.done += 1
                 current = self._evaluate(closure)
                 rows.append({**current.diagnostics, "lbfgs/evaluations": float(self.evaluations)})
                 if (current.flat - self.recent[0].flat).abs().max() <= self.cfg.tolerance_change:
-                    self.stop_reason = "tolerance_change"
+                    exhausted = self.evaluations >= self.budget
+                    self.stop_reason = "max_evaluations" if exhausted else "tolerance_change"
         except NonFiniteEvaluation:
             self._restore_best()
             self.stop_reason = "non_finite_loss"
