@@ -58,7 +58,7 @@ class NonFiniteEvaluation(Exception):
 
 
 @dataclass
-class Evaluation:
+class ClosureEvaluation:
     """One closure evaluation: where (flat parameters), what it gave, and the gradients it left."""
 
     flat: Tensor
@@ -77,8 +77,8 @@ class LBFGSPhase(Phase):
         self.cfg = cfg
         self.evaluations = 0
         self.budget = math.ceil(cfg.steps * cfg.max_eval_per_iter)
-        self.recent: list[Evaluation] = []
-        self.best: Optional[Evaluation] = None
+        self.recent: list[ClosureEvaluation] = []
+        self.best: Optional[ClosureEvaluation] = None
         self.previous_loss: Optional[float] = None
 
     def start(self, params: Iterable[Tensor]) -> None:
@@ -92,12 +92,12 @@ class LBFGSPhase(Phase):
             tolerance_change=self.cfg.tolerance_change,
             line_search_fn=None if self.cfg.line_search == "none" else self.cfg.line_search,
         )
-        self.best = Evaluation(self._flat(), math.inf, {}, [None] * len(self.params))
+        self.best = ClosureEvaluation(self._flat(), math.inf, {}, [None] * len(self.params))
 
     def _flat(self) -> Tensor:
         return torch.cat([p.detach().reshape(-1) for p in self.params]).clone()
 
-    def _evaluate(self, closure: Closure) -> Evaluation:
+    def _evaluate(self, closure: Closure) -> ClosureEvaluation:
         """The loss at the current parameters: a recent evaluation at exactly these values, or a
         new one (counted). A non-finite loss raises NonFiniteEvaluation."""
         flat = self._flat()
@@ -112,7 +112,7 @@ class LBFGSPhase(Phase):
         if not math.isfinite(value):
             raise NonFiniteEvaluation
         grads = [None if p.grad is None else p.grad.detach().clone() for p in self.params]
-        evaluation = Evaluation(flat, value, diagnostics, grads)
+        evaluation = ClosureEvaluation(flat, value, diagnostics, grads)
         self.recent.append(evaluation)
         if value < self.best.loss:
             self.best = evaluation
@@ -146,7 +146,7 @@ class LBFGSPhase(Phase):
             self.stop_reason = "max_iterations"
         return rows
 
-    def _stop_before_iteration(self, current: Evaluation) -> Optional[str]:
+    def _stop_before_iteration(self, current: ClosureEvaluation) -> Optional[str]:
         """torch's convergence tests, applied to the iterate before the next iteration starts."""
         if self.done >= self.steps:
             return "max_iterations"
