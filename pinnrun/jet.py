@@ -76,6 +76,12 @@ class Layout:
         """For each second-order (i, j): the first-order rows of i and j (offset past the value)."""
         return [self.first.index(i) for i, _ in self.second], [self.first.index(j) for _, j in self.second]
 
+    def value_mask(self, like: Tensor) -> Tensor:
+        """(rows, 1, 1) with 1 on the value row: adds a bias to the value only, without a copy."""
+        mask = torch.zeros(self.size, 1, 1, dtype=like.dtype, device=like.device)
+        mask[0] = 1
+        return mask
+
 
 @dataclass
 class Jet:
@@ -107,7 +113,7 @@ def affine(jet: Jet, weight: Tensor, bias: Tensor | None) -> Jet:
     out = torch.matmul(jet.stack, weight.t())
     if bias is None:
         return Jet(out, jet.layout)
-    return Jet(torch.cat([(out[0] + bias).unsqueeze(0), out[1:]]), jet.layout)
+    return Jet(out + jet.layout.value_mask(out) * bias, jet.layout)
 
 
 def scale(jet: Jet, factor: Tensor, shift: Tensor) -> Jet:
@@ -119,12 +125,11 @@ def scale(jet: Jet, factor: Tensor, shift: Tensor) -> Jet:
 def chain(jet: Jet, s0: Tensor, s1: Tensor, s2: Tensor) -> Jet:
     """An elementwise function given its value s0, first s1 and second s2 derivative at jet.value."""
     layout = jet.layout
-    first = jet.stack[1 : 1 + len(layout.first)]
-    rows = [s0.unsqueeze(0), s1 * first]
+    nf = len(layout.first)
+    rows = [s0.unsqueeze(0), s1 * jet.stack[1 : 1 + nf]]
     if layout.second:
-        ii, jj = layout.pair_rows
-        second = jet.stack[1 + len(layout.first) :]
-        rows.append(s2 * first[ii] * first[jj] + s1 * second)
+        products = torch.stack([jet.stack[1 + a] * jet.stack[1 + b] for a, b in zip(*layout.pair_rows)])
+        rows.append(s2 * products + s1 * jet.stack[1 + nf :])
     return Jet(torch.cat(rows), layout)
 
 
@@ -133,12 +138,10 @@ def multiply(a: Jet, b: Jet) -> Jet:
     layout = a.layout
     nf = len(layout.first)
     a0, b0 = a.stack[0], b.stack[0]
-    a1, b1 = a.stack[1 : 1 + nf], b.stack[1 : 1 + nf]
-    rows = [(a0 * b0).unsqueeze(0), a1 * b0 + a0 * b1]
+    rows = [(a0 * b0).unsqueeze(0), a.stack[1 : 1 + nf] * b0 + a0 * b.stack[1 : 1 + nf]]
     if layout.second:
-        ii, jj = layout.pair_rows
-        a2, b2 = a.stack[1 + nf :], b.stack[1 + nf :]
-        rows.append(a2 * b0 + a1[ii] * b1[jj] + a1[jj] * b1[ii] + a0 * b2)
+        cross = torch.stack([a.stack[1 + i] * b.stack[1 + j] + a.stack[1 + j] * b.stack[1 + i] for i, j in zip(*layout.pair_rows)])
+        rows.append(a.stack[1 + nf :] * b0 + cross + a0 * b.stack[1 + nf :])
     return Jet(torch.cat(rows), layout)
 
 

@@ -35,6 +35,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from pinnrun.cli import config_dir  # noqa: E402
+from pinnrun.config import parse_option  # noqa: E402
 from pinnrun.engine import Parts, build, rel_l2, train, validate  # noqa: E402
 from pinnrun.tracking import flatten, open_run  # noqa: E402
 
@@ -80,8 +81,7 @@ class PinnrunVariant:
         self.overrides = overrides
         out.mkdir(parents=True, exist_ok=True)
         cfg = compose_cfg(out, *overrides)
-        self.options = validate(cfg)
-        self.parts: Parts = build(cfg, self.options)
+        self.parts: Parts = build(cfg, validate(cfg))
 
     def cfg(self, steps: int, log_every: int, eval_every: int) -> DictConfig:
         return compose_cfg(self.out, *self.overrides, f"optimizer.steps={steps}", f"train.log_every={log_every}",
@@ -89,7 +89,7 @@ class PinnrunVariant:
 
     def train(self, steps: int, log_every: Optional[int] = None, eval_every: int = 10**9, tracking: bool = False) -> Recorder:
         cfg = self.cfg(steps, log_every or steps, eval_every)
-        self.parts.phases = self.options["optimizer"].build().phases()
+        self.parts.phases = parse_option("optimizer", cfg.optimizer).build().phases()
         recorder = Recorder()
         if tracking:
             params = flatten(OmegaConf.to_container(cfg, resolve=True))
