@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Callable, Iterable, Sequence
 
 import torch
@@ -71,7 +70,7 @@ class Layout:
             return 1 + self.first.index(key[0])
         return 1 + len(self.first) + self.second.index(key)
 
-    @cached_property
+    @property
     def pair_rows(self) -> tuple[list[int], list[int]]:
         """For each second-order (i, j): the first-order rows of i and j (offset past the value)."""
         return [self.first.index(i) for i, _ in self.second], [self.first.index(j) for _, j in self.second]
