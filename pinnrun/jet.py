@@ -12,11 +12,13 @@ order 2 (Griewank & Walther 2008, ch. 13). Unlike nested `autograd.grad(create_g
 the loss it yields has a first-order autograd graph, so `torch.compile` can compile the residual
 and its backward pass.
 
-The engine walks a model's layers: `nn.Sequential`, `nn.Linear` and the activations registered
-in `ACTIVATIONS` have exact jet rules. Any other module or function (a model's `network` that does
-not provide `network_jet`, a hard-constraint ansatz) goes through `apply_jvp`, which obtains the
-same jet from forward-mode AD (`torch.func.jvp`, nested once for second derivatives): correct for
-any differentiable function, but slower and not always compilable without graph breaks.
+The engine walks a model's layers: `nn.Sequential`, `nn.Linear` and the activations with a rule
+(`RULES`, or a module's own `jet_rule`) have exact jet rules; `multiply` and `add` combine jets for
+gated models (the modified MLP's H = (1 - Z) U + Z V). Any other module or function (a model's
+`network` when the model does not override `network_jet`, a hard-constraint ansatz) goes through
+`apply_jvp`, which gets the same jet from forward-mode AD (`torch.func.jvp`, nested once for second
+derivatives): correct for any differentiable function, but slower, and run eagerly (a graph break)
+under torch.compile.
 """
 
 from __future__ import annotations
@@ -145,6 +147,7 @@ def multiply(a: Jet, b: Jet) -> Jet:
 
 
 def add(a: Jet, b: Jet) -> Jet:
+    """a + b, componentwise."""
     return Jet(a.stack + b.stack, a.layout)
 
 

@@ -161,3 +161,15 @@ def test_compiled_jet_residuals_equal_eager_in_one_graph() -> None:
     assert math.isclose(float(loss), float(eager_loss), rel_tol=1e-5)
     for grad, reference in zip((p.grad for p in model.parameters()), eager_grads):
         torch.testing.assert_close(grad, reference, rtol=1e-4, atol=1e-6)
+
+
+def test_product_and_sum_rules_match_forward_mode_ad() -> None:
+    """`multiply` and `add` (for gated models) against the jvp fallback on the same jets."""
+    torch.manual_seed(1)
+    inputs = torch.randn(16, 2, dtype=torch.float64)
+    layout = jet.Layout.for_keys([(0,), (1,), (0, 0), (0, 1), (1, 1)])
+    x = jet.input_jet(inputs, layout)
+    a = jet.propagate(nn.Sequential(nn.Linear(2, 3), nn.Tanh()).double(), x)
+    b = jet.propagate(nn.Sequential(nn.Linear(2, 3), nn.SiLU()).double(), x)
+    for rule, function in ((jet.multiply, torch.mul), (jet.add, torch.add)):
+        torch.testing.assert_close(rule(a, b).stack, jet.apply_jvp(function, a, b).stack, rtol=0, atol=1e-12)
