@@ -1,6 +1,6 @@
 """Typed configuration: the top-level schema, the group-option schemas and their validation.
 
-The top-level keys (`seed`, `device`, `dtype`, `threads`, `tracking`, `train`, `output`) are a structured
+The top-level keys (`seed`, `device`, `dtype`, `threads`, `tracking`, `train`, `engine`, `output`) are a structured
 config stored in Hydra's ConfigStore, so a typo or a wrong type there fails at compose time.
 Each group option (`problem`, `model`, `sampler`, `weighting`, `optimizer`) names its class with
 `_target_`; the class carries a nested `Config` dataclass, and `build` merges the YAML node into
@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 GROUPS = ("problem", "model", "sampler", "weighting", "optimizer")
 DTYPES = ("float32", "float64")
+DERIVATIVE_ENGINES = ("autograd", "jet")
 
 T = TypeVar("T")
 
@@ -58,6 +59,22 @@ class TrainConfig:
 
 
 @dataclass
+class EngineConfig:
+    """How residual derivatives are computed and the step is executed."""
+
+    derivatives: str = "autograd"  # autograd (nested reverse mode, any order) | jet (forward Taylor jet, order <= 2)
+    compile: bool = False  # torch.compile the residuals (needs derivatives=jet: no double backward)
+    cuda_graphs: bool = False  # capture the step in a CUDA graph (refused: not available in this version)
+
+    def validate(self, prefix: str) -> None:
+        require_choice(f"{prefix}.derivatives", self.derivatives, DERIVATIVE_ENGINES)
+        if self.compile and self.derivatives != "jet":
+            raise ConfigError(
+                f"{prefix}.compile=true needs {prefix}.derivatives=jet: torch.compile cannot compile the double-backward graph of nested autograd"
+            )
+
+
+@dataclass
 class OutputConfig:
     """What a run writes into its output directory (and logs as MLflow artifacts)."""
 
@@ -84,6 +101,7 @@ class Config:
     threads: int = 0  # torch intra-op threads for this run; 0 keeps torch's default
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
@@ -179,6 +197,7 @@ def validate_top_level(cfg: DictConfig) -> None:
     if cfg.threads < 0:
         raise ConfigError(f"threads={cfg.threads!r}: must be >= 0 (0 keeps torch's default)")
     TrainConfig(**OmegaConf.to_container(cfg.train)).validate("train")
+    EngineConfig(**OmegaConf.to_container(cfg.engine)).validate("engine")
     for group in GROUPS:
         if not isinstance(cfg.get(group), DictConfig):
             raise ConfigError(f"{group}: missing; choose one with {group}=<option> (see pinnrun --help)")

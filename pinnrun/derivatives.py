@@ -3,14 +3,20 @@
 A residual sees a `Fields` object: the output `u`, the input coordinates and the derivatives it
 declared (`"x"` for u_x, `"xx"` for u_xx, `"xt"` for u_xt). The engine computes exactly those,
 so a residual never triggers work it did not declare.
+
+Two engines compute them (`engine.derivatives`): `autograd` (nested reverse mode, any order) and
+`jet` (a forward Taylor jet up to order 2, pinnrun.jet), whose first-order graph torch.compile
+can compile. Both give the same Fields.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Protocol
 
 import torch
 from torch import Tensor
+
+from pinnrun import jet
 
 
 class Fields:
@@ -69,3 +75,23 @@ def autograd_fields(
     for key in needed:
         derivative(key)
     return Fields(x, input_names, u, derivatives)
+
+
+class JetModel(Protocol):
+    def forward_jet(self, inputs: jet.Jet) -> jet.Jet: ...
+
+
+def jet_fields(model: JetModel, inputs: Tensor, input_names: tuple[str, ...], needed: Iterable[str]) -> Fields:
+    """Evaluate the model and the requested derivatives (order <= 2) in one forward Taylor-jet pass."""
+    needed = tuple(dict.fromkeys(needed))
+    check_derivative_keys(needed, input_names)
+    keys = {key: jet.canonical(key, input_names) for key in needed}
+    layout = jet.Layout.for_keys(keys.values())
+    out = model.forward_jet(jet.input_jet(inputs, layout))
+    derivatives = {key: out.partial(index).squeeze(-1) for key, index in keys.items()}
+    return Fields(inputs, input_names, out.value.squeeze(-1), derivatives)
+
+
+FieldsFunction = Callable[..., Fields]
+ENGINES: dict[str, FieldsFunction] = {"autograd": autograd_fields, "jet": jet_fields}
+"""`engine.derivatives` choices: (model, inputs, input_names, needed) -> Fields."""

@@ -6,12 +6,13 @@ known to be good), builds the parts, and hands them to `train`, the loop you can
 
 from __future__ import annotations
 
+import functools
 import math
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -23,12 +24,12 @@ import pinnrun
 from pinnrun import plots
 from pinnrun.checkpoint import CHECKPOINT, Progress, checkpoint_payload, find_checkpoint, restore, save_checkpoint
 from pinnrun.config import GROUPS, ConfigError, Option, parse_option, validate_top_level
-from pinnrun.derivatives import autograd_fields
+from pinnrun.derivatives import ENGINES, FieldsFunction, autograd_fields
 from pinnrun.models.base import PINNModel
 from pinnrun.optim.base import Phase
 from pinnrun.problems.base import Evaluation, Problem
-from pinnrun.runtime import (DTYPES, RunInterrupted, StopOnSignal, resolve_device, seed_everything, set_threads,
-                             use_deterministic)
+from pinnrun.runtime import (DTYPES, RunInterrupted, StopOnSignal, check_cuda_graphs, resolve_device, seed_everything,
+                             set_threads, use_deterministic)
 from pinnrun.samplers.base import Points, Sampler
 from pinnrun.sweep import sweep_tags
 from pinnrun.tracking import Tracker, flatten, open_run
@@ -62,7 +63,7 @@ def validate(cfg: DictConfig) -> dict[str, Option]:
     validate_top_level(cfg)
     options = {group: parse_option(group, cfg[group]) for group in GROUPS}
     options["weighting"].cls.reconcile_sampler(options["weighting"].cfg, options["sampler"].cfg)
-    resolve_device(cfg.device)
+    check_cuda_graphs(cfg.engine.cuda_graphs, resolve_device(cfg.device))
     return options
 
 
@@ -106,19 +107,21 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
     points = on_device(sampler.points or sampler.initial(), parts)
     weighting.on_points(points)
     eval_inputs = torch.as_tensor(parts.evaluation.inputs, device=parts.device, dtype=parts.dtype)
-    last: dict[str, Tensor] = {}
+    last: dict[str, Any] = {}
+    iteration_rows: list[tuple[int, dict[str, Any]]] = []
     p = progress
     p.next_log = p.next_log or cfg.train.log_every
     p.next_eval = p.next_eval or cfg.train.eval_every
     p.next_checkpoint = p.next_checkpoint or cfg.train.checkpoint_every
     recorder = WeightRecorder(weighting.cfg.histogram_every, problem.input_names, out_dir / "weights", tracker)
 
-    def closure() -> Tensor:
+    compute_residuals = residual_function(problem, model, cfg.engine)
+
+    def closure() -> tuple[Tensor, dict[str, Tensor]]:
         model.zero_grad(set_to_none=True)
-        loss, diagnostics = weighting.loss(residuals(problem, model, points), points, p.step)
+        loss, diagnostics = weighting.loss(compute_residuals(points), points, p.step)
         loss.backward()
-        last.update(diagnostics)
-        return loss
+        return loss, diagnostics
 
     def residual_at(term: str, x: Tensor) -> Tensor:
         return residual_values(problem, model, term, x, parts)
@@ -138,15 +141,20 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
                 weighting.on_points(changed)
                 if sampler.residual_based and cfg.output.plots:
                     log_point_cloud(sampler.points, problem.input_names, p.step, out_dir, tracker)
-            advanced = phase.advance(closure, min(phase.steps - phase.done, p.next_log - p.step))
+            rows = phase.advance(closure, min(phase.steps - phase.done, p.next_log - p.step))
             weighting.after_step(ascent=phase.adaptive)
-            p.step += advanced
-            bar.update(advanced)
+            if phase.logs_iterations:
+                iteration_rows += [(p.step + i + 1, row) for i, row in enumerate(rows)]
+            p.step += len(rows)
+            last = rows[-1] if rows else last
+            bar.update(len(rows))
             if stop.requested:
                 save_and_log_checkpoint(parts, cfg, tracker, out_dir, p)
                 raise RunInterrupted(f"stopped by {stop.requested} at step {p.step}; resume with resume={out_dir / CHECKPOINT}")
-            if p.step < p.next_log and not phase.finished():
+            if (p.step < p.next_log and not phase.finished()) or not last:
                 continue
+            tracker.log_rows([(at, to_floats(row)) for at, row in iteration_rows[:-1]])
+            iteration_rows = []
             now = time.perf_counter()
             metrics = {**to_floats({**last, **weighting.metrics()}), **phase.metrics(), **sampler.metrics(), "lr": phase.lr(),
                        "time/step_ms": 1e3 * (now - logged_at) / max(p.step - logged_step, 1)}
@@ -176,15 +184,17 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
     return final
 
 
-def residuals(problem: Problem, model: PINNModel, points: Mapping[str, Points]) -> dict[str, Tensor]:
-    """Per-point residual of every term at its current points."""
-    return {name: term_residual(problem, model, name, points[name].x) for name in problem.terms}
+def residuals(
+    problem: Problem, model: PINNModel, points: Mapping[str, Points], fields: FieldsFunction = autograd_fields
+) -> dict[str, Tensor]:
+    """Per-point residual of every term at its current points, derivatives by the `fields` engine."""
+    return {name: term_residual(problem, model, name, points[name].x, fields) for name in problem.terms}
 
 
-def term_residual(problem: Problem, model: PINNModel, name: str, x: Tensor) -> Tensor:
-    """One term's per-point residual at the coordinates x."""
+def term_residual(problem: Problem, model: PINNModel, name: str, x: Tensor, fields: FieldsFunction = autograd_fields) -> Tensor:
+    """One term's per-point residual at the coordinates x (and their periodic partners, if any)."""
     term = problem.terms[name]
-    return term.residual(autograd_fields(model, term.field_inputs(x), problem.input_names, term.derivatives))
+    return term.residual(fields(model, term.field_inputs(x), problem.input_names, term.derivatives))
 
 
 def residual_values(problem: Problem, model: PINNModel, term: str, x: Tensor, parts: Parts) -> Tensor:
@@ -204,6 +214,13 @@ def log_point_cloud(points: Mapping[str, Points], names: tuple[str, ...], step: 
     tracker.log_artifact(path, "plots/points")
 
 
+def residual_function(problem: Problem, model: PINNModel, engine: DictConfig) -> Callable[[Mapping[str, Points]], dict[str, Tensor]]:
+    """`residuals` with the configured derivative engine, compiled by torch.compile when asked
+    (the jet engine's first-order graph compiles; nested autograd's double backward does not)."""
+    function = functools.partial(residuals, problem, model, fields=ENGINES[engine.derivatives])
+    return torch.compile(function) if engine.compile else function
+
+
 def on_device(points: Mapping[str, Points], parts: Parts) -> dict[str, Points]:
     """Sampler points (float64, CPU) moved to the run's device and dtype."""
     return {term: Points(p.x.to(parts.device, parts.dtype), p.ids.to(parts.device)) for term, p in points.items()}
@@ -220,12 +237,14 @@ def rel_l2(u_pred: np.ndarray, u_ref: np.ndarray) -> float:
     return float(np.linalg.norm(u_pred - u_ref) / np.linalg.norm(u_ref))
 
 
-def to_floats(tensors: Mapping[str, Tensor]) -> dict[str, float]:
-    """Detached scalar tensors to floats with a single host sync."""
-    if not tensors:
-        return {}
-    values = torch.stack([t.detach().float().reshape(()) for t in tensors.values()]).cpu().tolist()
-    return dict(zip(tensors.keys(), values))
+def to_floats(values: Mapping[str, Tensor | float]) -> dict[str, float]:
+    """Detached scalar tensors (and plain numbers) to floats with a single host sync."""
+    tensors = {key: value for key, value in values.items() if isinstance(value, Tensor)}
+    floats = {key: float(value) for key, value in values.items() if not isinstance(value, Tensor)}
+    if tensors:
+        synced = torch.stack([t.detach().float().reshape(()) for t in tensors.values()]).cpu().tolist()
+        floats.update(zip(tensors.keys(), synced))
+    return floats
 
 
 def check_finite(metrics: Mapping[str, float], step: int, tracker: Tracker) -> None:

@@ -51,11 +51,23 @@ def use_deterministic(enabled: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
     torch.use_deterministic_algorithms(enabled)
+
+
 def set_threads(threads: int) -> None:
     """Cap torch's intra-op threads (0 keeps its default), so parallel sweep workers do not
     oversubscribe the cores: n workers x 1 thread on n cores rather than n x n."""
     if threads > 0:
         torch.set_num_threads(threads)
+
+
+def check_cuda_graphs(enabled: bool, device: torch.device) -> None:
+    """Refuse `engine.cuda_graphs=true`: graphs need CUDA, and the captured step (static buffers,
+    capturable Adam) is not shipped until it has been verified on a GPU."""
+    if not enabled:
+        return
+    if device.type != "cuda":
+        raise ConfigError(f"engine.cuda_graphs=true: CUDA graphs need a CUDA device, this run is on {device.type}")
+    raise ConfigError("engine.cuda_graphs=true: the CUDA-graph step is not available in this version; run without it")
 
 
 def seed_everything(seed: int) -> None:

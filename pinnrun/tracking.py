@@ -26,13 +26,18 @@ if TYPE_CHECKING:
     import pandas as pd
 
 RUN_COLUMNS = ("run_id", "run_name", "experiment", "status", "start_time", "end_time")
+MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
 
+Rows = Sequence[tuple[int, Mapping[str, float]]]
+"""(step, metrics) pairs, logged together."""
 
 LOG = logging.getLogger(__name__)
 
 
 class Tracker(Protocol):
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+
+    def log_rows(self, rows: Rows) -> None: ...
 
     def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None: ...
 
@@ -48,6 +53,9 @@ class NullTracker:
     run_id = None
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        pass
+
+    def log_rows(self, rows: Rows) -> None:
         pass
 
     def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
@@ -71,11 +79,16 @@ class MlflowTracker:
         return self._run_id
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        self.log_rows([(step, metrics)])
+
+    def log_rows(self, rows: Rows) -> None:
+        """Metrics of several steps (e.g. every L-BFGS iteration) in batches of MLflow's limit."""
         from mlflow.entities import Metric
         from mlflow.utils.time import get_current_time_millis
 
         now = get_current_time_millis()
-        self.pending.append([Metric(key, float(value), now, step) for key, value in metrics.items()])
+        batch = [Metric(key, float(value), now, step) for step, metrics in rows for key, value in metrics.items()]
+        self.pending.extend(batch[start : start + MAX_METRICS_PER_BATCH] for start in range(0, len(batch), MAX_METRICS_PER_BATCH))
         self.flush(final=False)
 
     def flush(self, final: bool = True) -> None:

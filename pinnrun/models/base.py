@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
+import torch
 from torch import Tensor, nn
 
+from pinnrun import jet
 from pinnrun.config import ConfigError
 from pinnrun.models.embedding import FourierConfig, InputEmbedding
 from pinnrun.problems.base import Ansatz, Problem
@@ -51,3 +53,23 @@ class PINNModel(nn.Module):
         network (per-point gradient norms use a Taylor surrogate of it)."""
         out = network(self.embedding(inputs))
         return out if self.ansatz is None else self.ansatz.transform(inputs, out)
+
+    def network_jet(self, z: jet.Jet) -> jet.Jet:
+        """`network` on a Taylor jet (pinnrun.jet). This default uses forward-mode AD through
+        `network`; a model built from layers the jet knows overrides it to walk them (MLP does)."""
+        return jet.apply_jvp(self.network, z)
+
+    def embedding_jet(self, inputs: jet.Jet) -> jet.Jet:
+        """The input embedding on a Taylor jet: exact and cheap for the affine normalisation (the
+        derivatives scale by 2 / span); forward-mode AD for periodic or Fourier features."""
+        embedding = self.embedding
+        if embedding.periodic or embedding.fourier is not None:
+            return jet.apply_jvp(embedding, inputs)
+        stack = inputs.stack
+        scale = 2.0 / embedding.input_span.to(stack.dtype)
+        return jet.Jet(torch.cat([embedding(stack[0]).unsqueeze(0), stack[1:] * scale]), inputs.layout)
+
+    def forward_jet(self, inputs: jet.Jet) -> jet.Jet:
+        """`forward` on a Taylor jet of the inputs: u and its input derivatives, first-order graph."""
+        out = self.network_jet(self.embedding_jet(inputs))
+        return out if self.ansatz is None else jet.apply_jvp(self.ansatz.transform, inputs, out)

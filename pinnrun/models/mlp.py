@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from pinnrun import jet
 from pinnrun.config import require_choice, require_positive
 from pinnrun.models.base import ModelConfig, PINNModel
 from pinnrun.problems.base import Problem
@@ -18,6 +19,10 @@ INITS = ("glorot_normal", "glorot_uniform", "kaiming_normal")
 class Sin(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return torch.sin(x)
+
+    def jet_rule(self, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """sin and its first two derivatives, for the Taylor-jet engine."""
+        return jet.sin_rule(v)
 
 
 @dataclass
@@ -71,3 +76,6 @@ class MLP(PINNModel):
 
     def network(self, z: Tensor) -> Tensor:
         return self.body(z)
+
+    def network_jet(self, z: jet.Jet) -> jet.Jet:
+        return jet.propagate(self.body, z)

@@ -58,11 +58,19 @@ class AdamPhase(Phase):
         self.optimizer = torch.optim.Adam(params, lr=self.cfg.lr, betas=tuple(self.cfg.betas))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(self.cfg, step))
 
-    def advance(self, closure: Closure, limit: int) -> int:
-        self.optimizer.step(closure)
+    def advance(self, closure: Closure, limit: int) -> list[dict[str, Any]]:
+        """One Adam step; its row holds the diagnostics of the loss it stepped on (no host sync)."""
+        row: dict[str, Any] = {}
+
+        def loss() -> Tensor:
+            value, diagnostics = closure()
+            row.update(diagnostics)
+            return value
+
+        self.optimizer.step(loss)
         self.scheduler.step()
         self.done += 1
-        return 1
+        return [row]
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "scheduler": self.scheduler.state_dict() if self.scheduler else None}

@@ -1,7 +1,9 @@
 """A training phase: one torch optimizer and how far it may advance per call.
 
 The loop calls `advance(closure, limit)` until the phase has used its steps or stopped; an Adam
-phase advances one step per call, an L-BFGS phase up to `limit` iterations in one `step` call.
+phase advances one step per call, an L-BFGS phase up to `limit` iterations. `advance` returns one
+row of diagnostics per iteration it ran: the loop logs the last row at its log cadence, and every
+row (with its own step) for phases that set `logs_iterations`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from typing import Any, Callable, Iterable, Optional
 import torch
 from torch import Tensor
 
-Closure = Callable[[], Tensor]
+Diagnostics = dict[str, Tensor]
+Closure = Callable[[], tuple[Tensor, Diagnostics]]
+"""Evaluates the loss at the current parameters, back-propagates it, returns (loss, diagnostics)."""
 
 
 class Phase(ABC):
@@ -20,6 +24,7 @@ class Phase(ABC):
 
     name: str = "phase"
     adaptive: bool = True  # weights ascend and points resample only in adaptive phases (SA-PINN: Adam only)
+    logs_iterations: bool = False  # log every iteration's row, not only the last one per log step
 
     def __init__(self, steps: int):
         self.steps = steps
@@ -32,8 +37,8 @@ class Phase(ABC):
         """Create the torch optimizer over the parameters."""
 
     @abstractmethod
-    def advance(self, closure: Closure, limit: int) -> int:
-        """Run at most `limit` iterations; return how many ran."""
+    def advance(self, closure: Closure, limit: int) -> list[dict[str, Any]]:
+        """Run at most `limit` iterations; return one row of diagnostics per iteration that ran."""
 
     def finished(self) -> bool:
         return self.stop_reason is not None or self.done >= self.steps

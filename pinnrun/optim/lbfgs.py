@@ -1,23 +1,36 @@
 """L-BFGS (Liu & Nocedal 1989) with a strong-Wolfe line search, as PINN papers finish training.
 
-torch's `LBFGS.step` returns the loss of its first evaluation and hides how many iterations ran
-and why it stopped; this phase reads the iteration and evaluation counters from the optimizer
-state and names the stop reason.
+torch's `LBFGS.step` returns the loss of its first evaluation and hides how many iterations ran,
+which point each evaluation was at and why it stopped. This phase drives torch's optimizer one
+iteration per `step` call and evaluates the new iterate before the next one, so it knows:
+
+- the loss and per-term diagnostics of every iterate (one row per iteration, for the log);
+- the number of closure evaluations, counted where they happen;
+- the stop reason: `max_iterations`, `max_evaluations`, `tolerance_grad` (max |grad| below),
+  `tolerance_change` (loss change, step length or directional derivative below), or
+  `non_finite_loss`.
+
+Re-evaluating the iterate costs nothing: the strong-Wolfe search already evaluated the accepted
+point, and torch moves the parameters there with the same arithmetic, so the evaluation is looked
+up by the exact parameter values. A non-finite loss (in the line search or anywhere) ends the
+phase at once with the parameters of the lowest finite loss seen, instead of letting NaN steps
+through the line search into the parameters.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable, Optional
 
 import torch
 from torch import Tensor
 
 from pinnrun.config import require_choice, require_positive
-from pinnrun.optim.base import Closure, Phase, Plan
+from pinnrun.optim.base import Closure, Diagnostics, Phase, Plan
 
 LINE_SEARCHES = ("strong_wolfe", "none")
+LINE_SEARCH_EVALUATIONS = 25  # evaluations one strong-Wolfe search may use (torch's default)
 
 
 @dataclass
@@ -27,7 +40,7 @@ class LBFGSConfig:
     history_size: int = 50
     tolerance_grad: float = 1e-9  # stop when max |grad| falls below
     tolerance_change: float = 1e-12  # stop when the loss or the step changes less than this
-    max_eval_per_iter: float = 1.25  # closure evaluations allowed per iteration (torch's default ratio)
+    max_eval_per_iter: float = 1.25  # closure evaluations allowed per iteration on average (torch's default ratio)
     line_search: str = "strong_wolfe"
 
     def validate(self, prefix: str) -> None:
@@ -40,15 +53,33 @@ class LBFGSConfig:
         require_choice(f"{prefix}.line_search", self.line_search, LINE_SEARCHES)
 
 
+class NonFiniteEvaluation(Exception):
+    """Raised inside the closure to abort torch's line search on a NaN/Inf loss."""
+
+
+@dataclass
+class ClosureEvaluation:
+    """One closure evaluation: where (flat parameters), what it gave, and the gradients it left."""
+
+    flat: Tensor
+    loss: float
+    diagnostics: Diagnostics
+    grads: list[Optional[Tensor]]
+
+
 class LBFGSPhase(Phase):
     name = "lbfgs"
     adaptive = False
+    logs_iterations = True
 
     def __init__(self, cfg: LBFGSConfig):
         super().__init__(cfg.steps)
         self.cfg = cfg
         self.evaluations = 0
-        self.last_loss = math.nan
+        self.budget = math.ceil(cfg.steps * cfg.max_eval_per_iter)
+        self.recent: list[ClosureEvaluation] = []
+        self.best: Optional[ClosureEvaluation] = None
+        self.previous_loss: Optional[float] = None
 
     def start(self, params: Iterable[Tensor]) -> None:
         self.params = list(params)
@@ -61,57 +92,88 @@ class LBFGSPhase(Phase):
             tolerance_change=self.cfg.tolerance_change,
             line_search_fn=None if self.cfg.line_search == "none" else self.cfg.line_search,
         )
+        self.best = ClosureEvaluation(self._flat(), math.inf, {}, [None] * len(self.params))
 
-    def _counters(self) -> tuple[int, int]:
-        state = self.optimizer.state[self.params[0]]
-        return int(state.get("n_iter", 0)), int(state.get("func_evals", 0))
+    def _flat(self) -> Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in self.params]).clone()
 
-    def advance(self, closure: Closure, limit: int) -> int:
-        """Up to `limit` iterations in one `step`; on a non-finite loss, restore the parameters."""
-        group = self.optimizer.param_groups[0]
-        group["max_iter"] = limit
-        group["max_eval"] = max(limit, int(limit * self.cfg.max_eval_per_iter))
-        saved = [p.detach().clone() for p in self.params]
-        iters_before, evals_before = self._counters()
-        final = {}
+    def _evaluate(self, closure: Closure) -> ClosureEvaluation:
+        """The loss at the current parameters: a recent evaluation at exactly these values, or a
+        new one (counted). A non-finite loss raises NonFiniteEvaluation."""
+        flat = self._flat()
+        for seen in self.recent:
+            if torch.equal(seen.flat, flat):
+                for p, g in zip(self.params, seen.grads):
+                    p.grad = None if g is None else g.clone()
+                return seen
+        loss, diagnostics = closure()
+        self.evaluations += 1
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise NonFiniteEvaluation
+        grads = [None if p.grad is None else p.grad.detach().clone() for p in self.params]
+        evaluation = ClosureEvaluation(flat, value, diagnostics, grads)
+        self.recent.append(evaluation)
+        if value < self.best.loss:
+            self.best = evaluation
+        return evaluation
 
-        def recording_closure() -> Tensor:
-            loss = closure()
-            final["loss"] = loss.detach()
-            return loss
-
-        self.optimizer.step(recording_closure)
-        iters, evals = self._counters()
-        advanced = iters - iters_before
-        self.done += advanced
-        self.evaluations += evals - evals_before
-        self.last_loss = float(final["loss"])
-        if not math.isfinite(self.last_loss):
-            with torch.no_grad():
-                for p, s in zip(self.params, saved):
-                    p.copy_(s)
+    def advance(self, closure: Closure, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` iterations; one row per iteration with the new iterate's loss,
+        diagnostics and the evaluations so far."""
+        rows: list[dict[str, Any]] = []
+        try:
+            current = self._evaluate(closure)
+            while len(rows) < limit and self.stop_reason is None:
+                self.stop_reason = self._stop_before_iteration(current)
+                if self.stop_reason is not None:
+                    break
+                self.recent = [current]
+                # torch lets the line search use max_eval - 1 evaluations after its first one
+                self.optimizer.param_groups[0]["max_eval"] = min(LINE_SEARCH_EVALUATIONS, self.budget - self.evaluations)
+                self.previous_loss = current.loss
+                self.optimizer.step(lambda: torch.tensor(self._evaluate(closure).loss))
+                self.done += 1
+                current = self._evaluate(closure)
+                rows.append({**current.diagnostics, "lbfgs/evaluations": float(self.evaluations)})
+                if (current.flat - self.recent[0].flat).abs().max() <= self.cfg.tolerance_change:
+                    exhausted = self.evaluations >= self.budget
+                    self.stop_reason = "max_evaluations" if exhausted else "tolerance_change"
+        except NonFiniteEvaluation:
+            self._restore_best()
             self.stop_reason = "non_finite_loss"
-        elif advanced < limit:
-            self.stop_reason = self._converged_reason(evals - evals_before, group["max_eval"])
-        elif self.done >= self.steps:
+        if self.stop_reason is None and self.done >= self.steps:
             self.stop_reason = "max_iterations"
-        return advanced
+        return rows
 
-    def _converged_reason(self, evals: int, max_eval: int) -> str:
-        if evals >= max_eval:
+    def _stop_before_iteration(self, current: ClosureEvaluation) -> Optional[str]:
+        """torch's convergence tests, applied to the iterate before the next iteration starts."""
+        if self.done >= self.steps:
+            return "max_iterations"
+        if self.evaluations >= self.budget:
             return "max_evaluations"
-        grads = [p.grad.abs().max() for p in self.params if p.grad is not None]
+        grads = [g.abs().max() for g in current.grads if g is not None]
         if grads and float(torch.stack(grads).max()) <= self.cfg.tolerance_grad:
             return "tolerance_grad"
-        return "tolerance_change"
+        if self.previous_loss is not None and abs(current.loss - self.previous_loss) < self.cfg.tolerance_change:
+            return "tolerance_change"
+        return None
+
+    def _restore_best(self) -> None:
+        """Put back the parameters of the lowest finite loss evaluated (the start if none was)."""
+        offset = 0
+        with torch.no_grad():
+            for p in self.params:
+                p.copy_(self.best.flat[offset : offset + p.numel()].view_as(p))
+                offset += p.numel()
 
     def metrics(self) -> dict[str, float]:
         return {"lbfgs/iterations": float(self.done), "lbfgs/evaluations": float(self.evaluations)}
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "evaluations": self.evaluations}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.evaluations = int(state.get("evaluations", 0))
 

@@ -18,7 +18,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from pinnrun.checkpoint import Progress
 from pinnrun.engine import build, predict, train, validate
+from pinnrun.runtime import StopOnSignal
 from pinnrun.problems.base import AnalyticProblem, Box, ProblemConfig, Term
 from pinnrun.tracking import NullTracker
 
@@ -59,7 +61,7 @@ def trained(make_cfg, *overrides: str, problem: dict | None = None):
     parts = build(cfg, validate(cfg))
     out = Path(cfg.output.dir)
     out.mkdir(parents=True, exist_ok=True)
-    train(parts, cfg, NullTracker(), out)
+    train(parts, cfg, NullTracker(), out, Progress(), StopOnSignal())
     return parts
 
 

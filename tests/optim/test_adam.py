@@ -1,0 +1,77 @@
+"""Adam's learning-rate schedules against hand-computed values, through the real torch optimizer."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pinnrun.config import ConfigError
+from pinnrun.optim.adam import AdamConfig, AdamPhase, lr_factor
+
+
+def lrs_after(cfg: AdamConfig, steps: int) -> list[float]:
+    """The learning rate the optimizer holds after each of `steps` steps on a toy loss."""
+    w = torch.nn.Parameter(torch.tensor([1.0]))
+    phase = AdamPhase(cfg)
+    phase.start([w])
+
+    def closure():
+        w.grad = None
+        loss = (w**2).sum()
+        loss.backward()
+        return loss, {"loss/total": loss.detach()}
+
+    seen = []
+    for _ in range(steps):
+        phase.advance(closure, 1)
+        seen.append(phase.lr())
+    return seen
+
+
+@pytest.mark.parametrize(
+    "schedule, expected",
+    [
+        ("none", [0.1, 0.1, 0.1, 0.1, 0.1]),
+        # exponential: 0.1 * 0.5^(k/2), k = 1..5
+        ("exponential", [0.1 * 0.5**0.5, 0.05, 0.1 * 0.5**1.5, 0.025, 0.1 * 0.5**2.5]),
+        # step: 0.1 * 0.5^floor(k/2)
+        ("step", [0.1, 0.05, 0.05, 0.025, 0.025]),
+        # cosine over 4 steps: 0.1 * (1 + cos(pi k/4)) / 2, held at 0 after the end
+        ("cosine", [0.1 * (1 + math.cos(math.pi / 4)) / 2, 0.05, 0.1 * (1 + math.cos(3 * math.pi / 4)) / 2, 0.0, 0.0]),
+    ],
+)
+def test_learning_rate_schedules_match_hand_values(schedule: str, expected: list[float]) -> None:
+    cfg = AdamConfig(steps=4, lr=0.1, schedule=schedule, decay_rate=0.5, decay_steps=2)
+    assert lrs_after(cfg, 5) == pytest.approx(expected, abs=1e-15)
+    assert lr_factor(cfg, 0) == 1.0
+
+
+def test_adam_rows_carry_the_loss_it_stepped_on_and_the_weight_moves_by_lr() -> None:
+    """First Adam step moves each weight by lr * sign(grad) (bias-corrected m/sqrt(v) = +-1)."""
+    w = torch.nn.Parameter(torch.tensor([2.0, -3.0]))
+    phase = AdamPhase(AdamConfig(steps=1, lr=0.01))
+    phase.start([w])
+
+    def closure():
+        w.grad = None
+        loss = (w**2).sum()
+        loss.backward()
+        return loss, {"loss/total": loss.detach()}
+
+    rows = phase.advance(closure, 1)
+    assert len(rows) == 1 and float(rows[0]["loss/total"]) == 13.0
+    torch.testing.assert_close(w.detach(), torch.tensor([1.99, -2.99]), rtol=0, atol=1e-7)
+    assert phase.finished() and phase.adaptive
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [("schedule", "linear", "schedule='linear': not one of none, exponential, step, cosine"),
+     ("lr", 0.0, "lr=0.0: must be > 0"),
+     ("betas", [0.9, 1.0], "betas=[0.9, 1.0]: must be two numbers in [0, 1)")],
+)
+def test_bad_adam_settings_are_refused_with_the_key(field: str, value, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        AdamConfig(**{field: value}).validate("optimizer")
