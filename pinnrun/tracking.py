@@ -65,6 +65,30 @@ class NullTracker:
         pass
 
 
+class MemoryTracker:
+    """Keeps a run's metrics (by step) and tags in memory: for `train()` called from a script or a
+    notebook, benchmarks and tests, where no MLflow store is wanted."""
+
+    run_id = None
+
+    def __init__(self) -> None:
+        self.metrics: dict[int, dict[str, float]] = {}
+        self.tags: dict[str, str] = {}
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        self.metrics.setdefault(step, {}).update(metrics)
+
+    def log_rows(self, rows: Rows) -> None:
+        for step, metrics in rows:
+            self.log_metrics(metrics, step)
+
+    def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
+        pass
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.tags.update(tags)
+
+
 class MlflowTracker:
     """One active MLflow run; all calls go through MlflowClient with the run's id."""
 

@@ -34,34 +34,14 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from pinnrun.checkpoint import Progress  # noqa: E402
 from pinnrun.cli import config_dir  # noqa: E402
 from pinnrun.config import parse_option  # noqa: E402
 from pinnrun.engine import Parts, build, rel_l2, train, validate  # noqa: E402
-from pinnrun.tracking import flatten, open_run  # noqa: E402
+from pinnrun.runtime import StopOnSignal  # noqa: E402
+from pinnrun.tracking import MemoryTracker, flatten, open_run  # noqa: E402
 
 TARGET_L2 = 1e-2
-
-
-class Recorder:
-    """A tracker that keeps the logged metrics in memory."""
-
-    run_id = None
-
-    def __init__(self) -> None:
-        self.metrics: dict[int, dict[str, float]] = {}
-
-    def log_metrics(self, metrics, step):
-        self.metrics.setdefault(step, {}).update(metrics)
-
-    def log_rows(self, rows):
-        for step, metrics in rows:
-            self.log_metrics(metrics, step)
-
-    def log_artifact(self, path, artifact_path=None):
-        pass
-
-    def set_tags(self, tags):
-        pass
 
 
 def compose_cfg(out: Path, *overrides: str) -> DictConfig:
@@ -87,16 +67,16 @@ class PinnrunVariant:
         return compose_cfg(self.out, *self.overrides, f"optimizer.steps={steps}", f"train.log_every={log_every}",
                            f"train.eval_every={eval_every}")
 
-    def train(self, steps: int, log_every: Optional[int] = None, eval_every: int = 10**9, tracking: bool = False) -> Recorder:
+    def train(self, steps: int, log_every: Optional[int] = None, eval_every: int = 10**9, tracking: bool = False) -> MemoryTracker:
         cfg = self.cfg(steps, log_every or steps, eval_every)
         self.parts.phases = parse_option("optimizer", cfg.optimizer).build().phases()
-        recorder = Recorder()
+        recorder = MemoryTracker()
         if tracking:
             params = flatten(OmegaConf.to_container(cfg, resolve=True))
             with open_run(cfg.tracking, "benchmark", "tracking", {"problem": "burgers"}, params) as tracker:
-                train(self.parts, cfg, tracker, self.out)
+                train(self.parts, cfg, tracker, self.out, Progress(), StopOnSignal())
         else:
-            train(self.parts, cfg, recorder, self.out)
+            train(self.parts, cfg, recorder, self.out, Progress(), StopOnSignal())
         return recorder
 
     def step_ms(self, steps: int) -> float:

@@ -13,31 +13,11 @@ import torch
 from pinnrun.checkpoint import Progress
 from pinnrun.engine import build, train, validate
 from pinnrun.runtime import StopOnSignal
+from pinnrun.tracking import MemoryTracker
 from pinnrun.weighting.uniform import Uniform
 
 SMALL = ["train.progress=false", "train.eval_every=1000", "problem.n.pde=200", "problem.eval_grid=[32,16]", "problem.quadrature_nodes=200", "output.plots=false",
          "output.prediction=false", "output.checkpoint=false", "device=cpu"]
-
-
-class RecordingTracker:
-    def __init__(self):
-        self.metrics: dict[int, dict[str, float]] = {}
-        self.tags: dict[str, str] = {}
-
-    def log_metrics(self, metrics, step):
-        self.metrics.setdefault(step, {}).update(metrics)
-
-    def log_rows(self, rows):
-        for step, metrics in rows:
-            self.log_metrics(metrics, step)
-
-    def log_artifact(self, path, artifact_path=None):
-        pass
-
-    def set_tags(self, tags):
-        self.tags.update(tags)
-
-    run_id = None
 
 
 class AscentRecorder(Uniform):
@@ -69,7 +49,7 @@ def train_with(make_cfg, tmp_path: Path, *overrides: str, weighting=None):
     parts = build(cfg, validate(cfg))
     if weighting is not None:
         parts.weighting = weighting(parts.weighting.cfg, parts.problem, parts.model)
-    tracker = RecordingTracker()
+    tracker = MemoryTracker()
     final = train(parts, cfg, tracker, tmp_path, Progress(), StopOnSignal())
     return parts, tracker, final
 
