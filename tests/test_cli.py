@@ -64,7 +64,7 @@ def test_unknown_option_names_the_choices(tmp_path: Path) -> None:
 def test_wheel_ships_config_and_runs_outside_checkout(tmp_path: Path) -> None:
     """A non-editable install carries conf/ inside the package and works from any directory."""
     wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheel_dir), str(ROOT)],
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheel_dir), str(ROOT)],
                    check=True, capture_output=True, timeout=300)
     wheel = next(wheel_dir.glob("pinnrun-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
