@@ -11,11 +11,8 @@ from pinnrun.config import ConfigError
 from pinnrun.optim.adam import AdamConfig, AdamPhase, lr_factor
 
 
-def lrs_after(cfg: AdamConfig, steps: int) -> list[float]:
-    """The learning rate the optimizer holds after each of `steps` steps on a toy loss."""
-    w = torch.nn.Parameter(torch.tensor([1.0]))
-    phase = AdamPhase(cfg)
-    phase.start([w])
+def squared_norm_closure(w: torch.nn.Parameter):
+    """The closure a phase calls: loss = ||w||^2, its gradient in w.grad, and its diagnostics."""
 
     def closure():
         w.grad = None
@@ -23,6 +20,15 @@ def lrs_after(cfg: AdamConfig, steps: int) -> list[float]:
         loss.backward()
         return loss, {"loss/total": loss.detach()}
 
+    return closure
+
+
+def lrs_after(cfg: AdamConfig, steps: int) -> list[float]:
+    """The learning rate the optimizer holds after each of `steps` steps on a toy loss."""
+    w = torch.nn.Parameter(torch.tensor([1.0]))
+    phase = AdamPhase(cfg)
+    phase.start([w])
+    closure = squared_norm_closure(w)
     seen = []
     for _ in range(steps):
         phase.advance(closure, 1)
@@ -53,14 +59,7 @@ def test_adam_rows_carry_the_loss_it_stepped_on_and_the_weight_moves_by_lr() -> 
     w = torch.nn.Parameter(torch.tensor([2.0, -3.0]))
     phase = AdamPhase(AdamConfig(steps=1, lr=0.01))
     phase.start([w])
-
-    def closure():
-        w.grad = None
-        loss = (w**2).sum()
-        loss.backward()
-        return loss, {"loss/total": loss.detach()}
-
-    rows = phase.advance(closure, 1)
+    rows = phase.advance(squared_norm_closure(w), 1)
     assert len(rows) == 1 and float(rows[0]["loss/total"]) == 13.0
     torch.testing.assert_close(w.detach(), torch.tensor([1.99, -2.99]), rtol=0, atol=1e-7)
     assert phase.finished() and phase.adaptive
