@@ -104,8 +104,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
 def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progress: Progress, stop: StopOnSignal) -> dict[str, float]:
     """The training loop: phases in order; per step points -> residuals -> weighting -> step."""
     problem, model, sampler, weighting = parts.problem, parts.model, parts.sampler, parts.weighting
-    points = on_device(sampler.points or sampler.initial(), parts)
-    weighting.on_points(points)
+    resumed = bool(sampler.points)  # restored from a checkpoint, with the weighting's own state
+    points = on_device(sampler.points if resumed else sampler.initial(), parts)
+    if not resumed:
+        weighting.on_points(points)
     eval_inputs = torch.as_tensor(parts.evaluation.inputs, device=parts.device, dtype=parts.dtype)
     last: dict[str, Any] = {}
     iteration_rows: list[tuple[int, dict[str, Any]]] = []

@@ -18,6 +18,7 @@ from pinnrun.checkpoint import load_checkpoint
 from pinnrun.engine import NonFiniteLossError, run
 from pinnrun.runtime import RunInterrupted
 from pinnrun.tracking import MlflowTracker
+from pinnrun.weighting.sapinn_gp import SelfAdaptiveGP
 from pinnrun.weighting.uniform import Uniform
 
 BUDGET = ["optimizer=adam_lbfgs", "optimizer.adam.steps=30", "optimizer.lbfgs.steps=20", "train.log_every=10",
@@ -30,10 +31,15 @@ def the_run(tmp_path: Path):
     return client, record
 
 
-def signal_at_step(monkeypatch: pytest.MonkeyPatch, step: int, signum: int) -> None:
+def scheme_class(overrides: list[str]) -> type:
+    """The weighting class whose `after_step` the signal rides on."""
+    return SelfAdaptiveGP if "weighting=sapinn_gp" in overrides else Uniform
+
+
+def signal_at_step(monkeypatch: pytest.MonkeyPatch, step: int, signum: int, scheme: type = Uniform) -> None:
     """Deliver a real signal to this process after the given number of optimizer steps."""
     calls = {"n": 0}
-    original = Uniform.after_step
+    original = scheme.after_step
 
     def after_step(self, ascent: bool) -> None:
         original(self, ascent)
@@ -41,7 +47,7 @@ def signal_at_step(monkeypatch: pytest.MonkeyPatch, step: int, signum: int) -> N
         if calls["n"] == step:
             os.kill(os.getpid(), signum)
 
-    monkeypatch.setattr(Uniform, "after_step", after_step)
+    monkeypatch.setattr(scheme, "after_step", after_step)
 
 
 def test_nan_fails_the_run_and_keeps_the_last_good_checkpoint(make_cfg, tmp_path: Path, monkeypatch) -> None:
@@ -65,20 +71,26 @@ def test_nan_fails_the_run_and_keeps_the_last_good_checkpoint(make_cfg, tmp_path
     assert all(torch.isfinite(p).all() for p in checkpoint["model"].values())
 
 
-@pytest.mark.parametrize(("stop_step", "signum"), [(15, signal.SIGTERM), (32, signal.SIGINT)], ids=["adam-sigterm", "lbfgs-sigint"])
-def test_interrupt_then_resume_matches_uninterrupted(make_cfg, tmp_path: Path, monkeypatch, stop_step: int, signum: int) -> None:
-    reference = run(make_cfg(*BUDGET, "tracking.enabled=false", f"output.dir={tmp_path / 'reference'}", quick=False))
+@pytest.mark.parametrize(
+    ("stop_step", "signum", "scheme"),
+    [(15, signal.SIGTERM, []), (32, signal.SIGINT, []), (15, signal.SIGTERM, ["weighting=sapinn_gp", "weighting.resample_every=10"])],
+    ids=["adam-sigterm", "lbfgs-sigint", "sapinn_gp-resampling"],
+)
+def test_interrupt_then_resume_matches_uninterrupted(make_cfg, tmp_path: Path, monkeypatch, stop_step: int, signum: int,
+                                                     scheme: list[str]) -> None:
+    """Model, optimizers, SA weights and their optimizer, GP, sampler points and generator all come back."""
+    reference = run(make_cfg(*BUDGET, *scheme, "tracking.enabled=false", f"output.dir={tmp_path / 'reference'}", quick=False))
 
     with monkeypatch.context() as patch:
-        signal_at_step(patch, stop_step, signum)
+        signal_at_step(patch, stop_step, signum, scheme_class(scheme))
         with pytest.raises(RunInterrupted, match=f"stopped by {signal.Signals(signum).name}"):
-            run(make_cfg(*BUDGET, quick=False))
+            run(make_cfg(*BUDGET, *scheme, quick=False))
     client, record = the_run(tmp_path)
     assert record.info.status == "KILLED"
     saved = load_checkpoint(tmp_path / "out" / "checkpoint.pt")
     assert saved["progress"]["run_id"] == record.info.run_id and saved["progress"]["step"] > 0
 
-    resumed = run(make_cfg(*BUDGET, f"resume={tmp_path / 'out' / 'checkpoint.pt'}", quick=False))
+    resumed = run(make_cfg(*BUDGET, *scheme, f"resume={tmp_path / 'out' / 'checkpoint.pt'}", quick=False))
     client, again = the_run(tmp_path)
     assert again.info.run_id == record.info.run_id and again.info.status == "FINISHED"
     assert resumed["final/l2_rel"] == reference["final/l2_rel"]
