@@ -156,8 +156,10 @@ class SelfAdaptive(Weighting):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Weights, their optimizers and points back on the model's device (checkpoints load on CPU)."""
+        device = next(self.model.parameters()).device
         for term, saved in state["tables"].items():
-            self.install(term, PointTable(saved["ids"], saved["lam"]))
+            self.install(term, PointTable(saved["ids"].to(device), saved["lam"].to(device)))
             self.optimizers[term].load_state_dict(state["optimizers"][term])
-        self.points = {t: Points(p["x"], p["ids"]) for t, p in state["points"].items()}
+        self.points = {t: Points(p["x"].to(device), p["ids"].to(device)) for t, p in state["points"].items()}
         self.generator.set_state(state["generator"])
