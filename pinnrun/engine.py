@@ -12,7 +12,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from pinnrun.runtime import (DTYPES, RunInterrupted, StopOnSignal, check_cuda_gr
 from pinnrun.samplers.base import Points, Sampler
 from pinnrun.sweep import sweep_tags
 from pinnrun.tracking import Tracker, flatten, open_run
-from pinnrun.weighting.base import Weighting
+from pinnrun.weighting.base import ResidualFunction, Weighting
 from pinnrun.weighting.record import WeightRecorder
 
 EVAL_BATCH = 65536
@@ -121,7 +121,7 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
 
     def closure() -> tuple[Tensor, dict[str, Tensor]]:
         model.zero_grad(set_to_none=True)
-        loss, diagnostics = weighting.loss(compute_residuals(points), points, p.step)
+        loss, diagnostics = weighting.objective(compute_residuals, points, p.step)
         loss.backward()
         return loss, diagnostics
 
@@ -216,7 +216,7 @@ def log_point_cloud(points: Mapping[str, Points], names: tuple[str, ...], step: 
     tracker.log_artifact(path, "plots/points")
 
 
-def residual_function(problem: Problem, model: PINNModel, engine: DictConfig) -> Callable[[Mapping[str, Points]], dict[str, Tensor]]:
+def residual_function(problem: Problem, model: PINNModel, engine: DictConfig) -> ResidualFunction:
     """`residuals` with the configured derivative engine, compiled by torch.compile when asked
     (the jet engine's first-order graph compiles; nested autograd's double backward does not)."""
     function = functools.partial(residuals, problem, model, fields=ENGINES[engine.derivatives])

@@ -6,7 +6,8 @@ reported with their ratio to the uniform step of the same run:
 
 - uniform: residuals, loss, backward, Adam step;
 - sapinn: the same plus the id lookup, mask and the weights' own Adam ascent step;
-- gradnorm refresh: a step that also recomputes every point's exact gradient norm (Taylor-jet pass);
+- gradnorm refresh: a step that also measures every point's exact gradient norm (its Taylor-jet pass
+  gives the norms and the step's gradient together);
 - gradnorm plain: a step between refreshes;
 - GP refit + predict (sapinn_gp resample, M = 1000 fit points, 10k predictions), the torch exact
   posterior and, when installed, scikit-learn's GaussianProcessRegressor with the same fixed
@@ -40,7 +41,7 @@ def make_step(weighting, problem, model, points, device) -> Callable[[int], None
 
     def step(index: int) -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss, _ = weighting.loss(residuals(problem, model, points), points, index)
+        loss, _ = weighting.objective(lambda pts: residuals(problem, model, pts), points, index)
         loss.backward()
         optimizer.step()
         weighting.after_step(ascent=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +19,9 @@ from torch import Tensor, nn
 from pinnrun.config import ConfigError
 from pinnrun.problems.base import Problem
 from pinnrun.samplers.base import Points, SamplerConfig
+
+ResidualFunction = Callable[[Mapping[str, Points]], dict[str, Tensor]]
+"""The engine's residuals: each term's per-point residual at the given points, with its graph."""
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 
@@ -127,6 +130,11 @@ class Weighting(ABC):
     def loss(self, residuals: Mapping[str, Tensor], points: Mapping[str, Points], step: int) -> tuple[Tensor, dict[str, Tensor]]:
         """The scalar loss to minimise and its diagnostics (detached tensors; no host sync)."""
         return weighted_loss(residuals, self.constants)
+
+    def objective(self, compute_residuals: ResidualFunction, points: Mapping[str, Points], step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss of one training step at the current parameters, ready for backward(): `loss` of
+        the engine's residuals, unless a scheme needs its own pass over the network (gradnorm's refresh)."""
+        return self.loss(compute_residuals(points), points, step)
 
     def after_step(self, ascent: bool) -> None:
         """Called after each optimizer step; `ascent` is False in phases where weights are frozen."""

@@ -19,8 +19,12 @@ sum_k delta_jk a_jk^T has the exact Gram-form norm
 
 the bias contributing ||delta_j0||^2; layers add in squares. The residual sees the jet through the
 network's local Taylor polynomial around each point (exact up to second derivatives there), put in
-the model's own forward pass (normalisation, ansatz) so any residual of order <= 2 works. Cost:
-one jet forward and one first-order backward per refresh.
+the model's own forward pass (normalisation, ansatz) so any residual of order <= 2 works.
+
+A refresh is folded into the training step it happens on: the same deltas give the norms and,
+scaled by the new weights, the parameter gradient of the weighted loss (sum_k (w delta_k)^T a_k per
+layer), so a refresh step is one jet forward and one first-order backward, not a step plus a norm
+pass.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ from pinnrun.derivatives import autograd_fields
 from pinnrun.models.mlp import Sin
 from pinnrun.problems.base import Problem, Term
 from pinnrun.samplers.base import Points
-from pinnrun.weighting.base import PointTable, Refresh, Weighting, WeightingConfig, require_terms, weighted_loss
+from pinnrun.weighting.base import (PointTable, Refresh, ResidualFunction, Weighting, WeightingConfig, require_terms,
+                                    weighted_loss)
 
 ELEMENTWISE = (nn.Tanh, nn.GELU, nn.SiLU, Sin)
 
@@ -136,9 +141,14 @@ def taylor_network(jet: list[Tensor], z0: Tensor, pairs: list[tuple[int, int]]):
     return network
 
 
-def per_point_gradient_norms(model: nn.Module, layers: list[nn.Module], term: Term, x: Tensor,
-                             input_names: tuple[str, ...]) -> Tensor:
-    """||grad_theta r_j^2|| for every point j of one term, exact, in one jet pass."""
+LayerRecord = tuple[list[Tensor], list[Tensor]]
+"""One Linear layer in the jet: its K input channels (N, fan_in) and K output channels (N, fan_out)."""
+
+
+def jet_pass(model: nn.Module, layers: list[nn.Module], term: Term, x: Tensor,
+             input_names: tuple[str, ...]) -> tuple[Tensor, list[LayerRecord], list[list[Tensor]]]:
+    """One term's residual through the network's Taylor jet, with every Linear layer's record and
+    the back-propagated deltas d(sum_j r_j^2)/d(layer output), K per layer (no parameter gradients)."""
     pairs = second_order_pairs(term, input_names)
     with torch.enable_grad():
         z0 = model.embedding(x.detach())
@@ -146,15 +156,44 @@ def per_point_gradient_norms(model: nn.Module, layers: list[nn.Module], term: Te
         surrogate = taylor_network(jet, z0, pairs)
         residual = term.residual(autograd_fields(lambda inputs: model.surround(inputs, surrogate), x, input_names, term.derivatives))
         outputs = [out for _, layer_outputs in records for out in layer_outputs]
-        deltas = iter(torch.autograd.grad(residual.square().sum(), outputs))
-    squared = torch.zeros(len(x), dtype=x.dtype, device=x.device)
-    for inputs, layer_outputs in records:
-        delta = [next(deltas) for _ in layer_outputs]
+        flat = iter(torch.autograd.grad(residual.square().sum(), outputs))
+    deltas = [[next(flat) for _ in layer_outputs] for _, layer_outputs in records]
+    return residual.detach(), records, deltas
+
+
+def gram_norms(records: list[LayerRecord], deltas: list[list[Tensor]]) -> Tensor:
+    """Per-sample gradient norms from the layers' channels and deltas by the Gram form (module doc)."""
+    squared = torch.zeros(len(deltas[0][0]), dtype=deltas[0][0].dtype, device=deltas[0][0].device)
+    for (inputs, _), delta in zip(records, deltas):
+        inputs = [a.detach() for a in inputs]
         for k, l in combinations_with_replacement(range(len(inputs)), 2):
-            gram = (inputs[k].detach() * inputs[l].detach()).sum(dim=1) * (delta[k] * delta[l]).sum(dim=1)
-            squared = squared + (gram if k == l else 2.0 * gram)
-        squared = squared + delta[0].square().sum(dim=1)
+            gram = (inputs[k] * inputs[l]).sum(dim=1).mul_((delta[k] * delta[l]).sum(dim=1))
+            squared.add_(gram, alpha=1.0 if k == l else 2.0)
+        squared.add_(delta[0].square().sum(dim=1))
     return squared.sqrt()
+
+
+def per_point_gradient_norms(model: nn.Module, layers: list[nn.Module], term: Term, x: Tensor,
+                             input_names: tuple[str, ...]) -> Tensor:
+    """||grad_theta r_j^2|| for every point j of one term, exact, in one jet pass."""
+    _, records, deltas = jet_pass(model, layers, term, x, input_names)
+    return gram_norms(records, deltas)
+
+
+def add_weighted_gradient(grads: list[Tensor], records: list[LayerRecord], deltas: list[list[Tensor]], scale: Tensor) -> None:
+    """grads += gradient of sum_j scale_j r_j^2 in the Linear layers' (weight, bias) pairs: per layer
+    sum_k (scale * delta_k)^T a_k and sum_j scale_j delta_j0, from the deltas of sum_j r_j^2 (each
+    point's residual depends only on its own rows, so per-point factors move onto the deltas)."""
+    for index, ((inputs, _), delta) in enumerate(zip(records, deltas)):
+        weighted = [scale.unsqueeze(1) * d for d in delta]
+        grads[2 * index] += sum(w.T @ a.detach() for w, a in zip(weighted, inputs))
+        grads[2 * index + 1] += weighted[0].sum(dim=0)
+
+
+def with_gradient(value: Tensor, params: list[Tensor], grads: list[Tensor]) -> Tensor:
+    """A scalar equal to `value` whose gradient in `params` is `grads`: backward() on it sets the
+    gradient assembled from per-point deltas, so the engine's step needs no second backward pass."""
+    return value.detach() + sum(((p - p.detach()) * g).sum() for p, g in zip(params, grads))
 
 
 def inverse_norm_weights(norms: Tensor, floor: float, max_weight: float) -> Tensor:
@@ -177,6 +216,7 @@ class GradNorm(Weighting):
         super().__init__(cfg, problem, model)
         self.terms = require_terms("weighting.terms", cfg.terms, problem)
         self.layers = layer_stack(model)
+        self.params = [p for layer in self.layers if isinstance(layer, nn.Linear) for p in (layer.weight, layer.bias)]
         for term in self.terms:
             second_order_pairs(problem.terms[term], problem.input_names)
         self.refresh = Refresh(cfg.update_every)
@@ -191,19 +231,35 @@ class GradNorm(Weighting):
                 self.tables[term] = self.tables[term].rekey(points.ids, ones) if term in self.tables else PointTable(points.ids, ones)
                 self.points[term] = points
 
-    def update(self, points: Mapping[str, Points]) -> None:
-        """Measure every point's gradient norm and move the weights towards 1/norm."""
-        for term in self.terms:
-            norms = per_point_gradient_norms(self.model, self.layers, self.problem.terms[term], points[term].x, self.problem.input_names)
-            fresh = inverse_norm_weights(norms, self.cfg.floor, self.cfg.max_weight)
-            table = self.tables[term]
-            old = table.values[table.index(points[term].ids)]
-            table.values[table.index(points[term].ids)] = self.cfg.smoothing * old + (1.0 - self.cfg.smoothing) * fresh
-            self.points[term] = points[term]
+    def objective(self, compute_residuals: ResidualFunction, points: Mapping[str, Points], step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """On a refresh step, one jet pass per term measures the norms, sets the new weights and gives
+        the weighted loss with its gradient (a refresh costs one step, not a step plus a norm pass);
+        otherwise the engine's residuals with the current weights."""
+        if not self.refresh.due(step):
+            return self.loss(compute_residuals(points), points, step)
+        grads = [torch.zeros_like(p) for p in self.params]
+        residuals, weights = {}, {}
+        for name, term in self.problem.terms.items():
+            residual, records, deltas = jet_pass(self.model, self.layers, term, points[name].x, self.problem.input_names)
+            residuals[name] = residual
+            scale = torch.full_like(residual, self.constants[name] / len(residual))
+            if name in self.terms:
+                weights[name] = self.reweight(name, points[name], gram_norms(records, deltas))
+                scale = scale * weights[name]
+            add_weighted_gradient(grads, records, deltas, scale)
+        total, diagnostics = weighted_loss(residuals, self.constants, point_weights=weights)
+        return with_gradient(total, self.params, grads), diagnostics
+
+    def reweight(self, term: str, points: Points, norms: Tensor) -> Tensor:
+        """Move the term's weights towards 1/norm (smoothed); returns them in the points' order."""
+        table = self.tables[term]
+        index = table.index(points.ids)
+        fresh = inverse_norm_weights(norms, self.cfg.floor, self.cfg.max_weight)
+        table.values[index] = self.cfg.smoothing * table.values[index] + (1.0 - self.cfg.smoothing) * fresh
+        self.points[term] = points
+        return table.values[index]
 
     def loss(self, residuals: Mapping[str, Tensor], points: Mapping[str, Points], step: int) -> tuple[Tensor, dict[str, Tensor]]:
-        if self.refresh.due(step):
-            self.update(points)
         weights = {term: self.tables[term].values[self.tables[term].index(points[term].ids)] for term in self.terms}
         return weighted_loss(residuals, self.constants, point_weights=weights)
 

@@ -83,6 +83,11 @@ def test_inverse_norm_weights_by_hand() -> None:
     assert torch.allclose(inverse_norm_weights(torch.zeros(3), floor=1e-3, max_weight=100.0), torch.ones(3))
 
 
+def residual_function(problem, model):
+    """The engine's residual function (nested autograd) for `Weighting.objective`."""
+    return lambda pts: residuals(problem, model, pts)
+
+
 def scheme(problem, model, **cfg) -> GradNorm:
     return GradNorm(parse_node("weighting", GradNorm.Config, {"update_every": 5, **cfg}), problem, model)
 
@@ -94,7 +99,7 @@ def test_refresh_sets_smoothed_inverse_norm_weights_keyed_by_id() -> None:
     x = points_in_domain(6)
     pts = {name: Points(x, torch.arange(10, 16)) for name in problem.terms}
     weighting.on_points(pts)
-    _, diagnostics = weighting.loss(residuals(problem, model, pts), pts, step=0)
+    _, diagnostics = weighting.objective(residual_function(problem, model), pts, step=0)
     norms = brute_force_norms(model, problem.terms["pde"], x, problem.input_names)
     expected = 0.25 * 1.0 + 0.75 * inverse_norm_weights(norms, 1e-3, 100.0)
     assert torch.allclose(weighting.point_weights()["pde"], expected, rtol=1e-6)
@@ -102,8 +107,32 @@ def test_refresh_sets_smoothed_inverse_norm_weights_keyed_by_id() -> None:
     assert torch.allclose(diagnostics["loss/pde"], weighted.detach(), rtol=1e-6)
     order = torch.tensor([3, 0, 5, 1, 4, 2])
     shuffled = {name: Points(x[order], pts[name].ids[order]) for name in problem.terms}
-    _, again = weighting.loss(residuals(problem, model, shuffled), shuffled, step=1)
+    _, again = weighting.objective(residual_function(problem, model), shuffled, step=1)
     assert torch.allclose(again["loss/pde"], diagnostics["loss/pde"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("options", [{}, {"hard_constraints": True}])
+def test_refresh_step_gradient_equals_weighted_loss_gradient(options: dict) -> None:
+    """The refresh step's loss and its gradient (assembled from per-point deltas, no second backward)
+    equal nested autograd on sum_i c_i mean_j w_ij r_ij^2 with the weights it just set, including a
+    term it does not reweight."""
+    problem = burgers()
+    model = small_mlp(problem, **options)
+    weighting = scheme(problem, model, smoothing=0.5, terms=["pde"])
+    pts = {name: Points(points_in_domain(8, seed=i), torch.arange(8)) for i, name in enumerate(problem.terms)}
+    weighting.on_points(pts)
+    loss, diagnostics = weighting.objective(residual_function(problem, model), pts, step=0)
+    loss.backward()
+    folded = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    expected, expected_diagnostics = weighting.loss(residuals(problem, model, pts), pts, step=1)
+    expected.backward()
+    assert not torch.allclose(weighting.point_weights()["pde"], torch.ones(8, dtype=torch.float64))
+    assert torch.allclose(loss, expected, rtol=1e-12)
+    for key, value in expected_diagnostics.items():
+        assert torch.allclose(diagnostics[key], value, rtol=1e-10, atol=1e-14), key
+    for got, want in zip(folded, (p.grad for p in model.parameters())):
+        assert torch.allclose(got, want, rtol=1e-10, atol=1e-14)
 
 
 def test_refresh_cadence_and_frozen_outside_adaptive_phases() -> None:
@@ -112,17 +141,17 @@ def test_refresh_cadence_and_frozen_outside_adaptive_phases() -> None:
     weighting = scheme(problem, model, smoothing=0.0, terms=["pde"])
     pts = {name: Points(points_in_domain(4), torch.arange(4)) for name in problem.terms}
     weighting.on_points(pts)
-    weighting.loss(residuals(problem, model, pts), pts, step=0)
+    weighting.objective(residual_function(problem, model), pts, step=0)
     first = weighting.point_weights()["pde"].clone()
     with torch.no_grad():
         next(model.parameters()).mul_(1.5)
-    weighting.loss(residuals(problem, model, pts), pts, step=3)
+    weighting.objective(residual_function(problem, model), pts, step=3)
     assert torch.equal(weighting.point_weights()["pde"], first)
     weighting.after_step(ascent=False)
-    weighting.loss(residuals(problem, model, pts), pts, step=5)
+    weighting.objective(residual_function(problem, model), pts, step=5)
     assert torch.equal(weighting.point_weights()["pde"], first)
     weighting.after_step(ascent=True)
-    weighting.loss(residuals(problem, model, pts), pts, step=10)
+    weighting.objective(residual_function(problem, model), pts, step=10)
     assert not torch.allclose(weighting.point_weights()["pde"], first)
 
 
@@ -132,7 +161,7 @@ def test_state_dict_round_trip() -> None:
     weighting = scheme(problem, model)
     pts = {name: Points(points_in_domain(5), torch.arange(5)) for name in problem.terms}
     weighting.on_points(pts)
-    weighting.loss(residuals(problem, model, pts), pts, step=0)
+    weighting.objective(residual_function(problem, model), pts, step=0)
     restored = scheme(problem, model)
     restored.load_state_dict(weighting.state_dict())
     for term, w in weighting.point_weights().items():
