@@ -28,8 +28,8 @@ from pinnrun.derivatives import ENGINES, FieldsFunction, autograd_fields
 from pinnrun.models.base import PINNModel
 from pinnrun.optim.base import Phase
 from pinnrun.problems.base import Evaluation, Problem
-from pinnrun.runtime import (DTYPES, RunInterrupted, StopOnSignal, check_cuda_graphs, resolve_device, seed_everything,
-                             set_threads, use_deterministic)
+from pinnrun.runtime import (DTYPES, RunInterrupted, StopOnSignal, check_cuda_graphs, process_age, resolve_device,
+                             seed_everything, set_threads, use_deterministic)
 from pinnrun.samplers.base import Points, Sampler
 from pinnrun.sweep import sweep_tags
 from pinnrun.tracking import Tracker, flatten, open_run
@@ -130,6 +130,9 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
 
     total = sum(phase.steps for phase in parts.phases)
     bar = tqdm(total=total, initial=p.step, disable=None if cfg.train.progress else True, dynamic_ncols=True, desc=problem.name)
+    startup = process_age()
+    if startup is not None:
+        tracker.log_metrics({"time/startup_s": startup}, p.step)
     started = logged_at = time.perf_counter()
     logged_step = p.step
     for phase in parts.phases:

@@ -205,7 +205,7 @@ def propagate(module: nn.Module, jet: Jet) -> Jet:
     return apply_jvp(module, jet)
 
 
-@torch.compiler.disable
+@torch._disable_dynamo  # torch.compiler.disable, but importing dynamo (1.5 s) on first call, not at import
 def apply_jvp(fn: Callable[..., Tensor], *jets: Jet) -> Jet:
     """y = fn(*values) with its jet by forward-mode AD, for functions without a jet rule.
 

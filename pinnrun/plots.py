@@ -5,13 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
 
 History = Sequence[tuple[int, Mapping[str, float]]]
+
+
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend, imported on first use: a run pays the
+    import (about 0.4 s) when it draws its first figure, not before its first step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def series(history: History, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -25,6 +32,7 @@ def series(history: History, key: str) -> tuple[np.ndarray, np.ndarray]:
 
 def plot_losses(history: History, terms: Sequence[str], path: Path) -> None:
     """Weighted loss and raw MSE per term against step (log scale)."""
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
     for ax, kind in zip(axes, ("loss", "mse")):
         for term in ["total", *terms] if kind == "loss" else terms:
@@ -41,6 +49,7 @@ def plot_losses(history: History, terms: Sequence[str], path: Path) -> None:
 
 def plot_l2(history: History, path: Path) -> None:
     """Relative L2 error against step."""
+    plt = pyplot()
     steps, values = series(history, "l2_rel")
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.semilogy(steps, values, marker="o", markersize=3)
@@ -56,6 +65,7 @@ def plot_fields(
     inputs: np.ndarray, u_pred: np.ndarray, u_ref: np.ndarray, shape: tuple[int, ...], names: Sequence[str], path: Path
 ) -> None:
     """Prediction, reference and absolute error: images for 2-D inputs, curves for 1-D."""
+    plt = pyplot()
     error = np.abs(u_pred - u_ref)
     if len(shape) == 1:
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -82,6 +92,7 @@ def plot_fields(
 
 def plot_points(points: Mapping[str, np.ndarray], names: Sequence[str], step: int, path: Path) -> None:
     """Every term's point cloud at one step: a scatter of the first two inputs (a strip plot in 1-D)."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 5))
     for term, x in points.items():
         y = x[:, 1] if x.shape[1] > 1 else np.zeros(len(x))
@@ -97,6 +108,7 @@ def plot_points(points: Mapping[str, np.ndarray], names: Sequence[str], step: in
 
 def plot_weight_histograms(weights: Mapping[str, np.ndarray], step: int, path: Path) -> None:
     """One histogram of the per-point weights per term (log-spaced bins, log counts)."""
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(weights), figsize=(4.5 * len(weights), 3.6), squeeze=False)
     for ax, (term, w) in zip(axes[0], weights.items()):
         positive = w[w > 0]
@@ -118,6 +130,9 @@ def plot_weight_map(points: Mapping[str, np.ndarray], weights: Mapping[str, np.n
     """Each term's points over the domain coloured by weight (log colour scale): where the problem is
     hard lights up. 2-D inputs: names[1] across, names[0] up (x-t maps as in the PINN papers);
     1-D inputs: weight against the coordinate."""
+    plt = pyplot()
+    from matplotlib.colors import LogNorm
+
     fig, axes = plt.subplots(1, len(weights), figsize=(5 * len(weights), 4), squeeze=False)
     for ax, (term, w) in zip(axes[0], weights.items()):
         x = points[term]
@@ -127,7 +142,7 @@ def plot_weight_map(points: Mapping[str, np.ndarray], weights: Mapping[str, np.n
             ax.set_ylabel("weight")
         else:
             positive = w[w > 0]
-            norm = matplotlib.colors.LogNorm(positive.min(), max(positive.max(), positive.min() * 1.0001)) if positive.size else None
+            norm = LogNorm(positive.min(), max(positive.max(), positive.min() * 1.0001)) if positive.size else None
             order = np.argsort(w)
             image = ax.scatter(x[order, 1], x[order, 0], c=w[order], s=4, cmap="inferno", norm=norm)
             ax.set_xlabel(names[1])

@@ -7,6 +7,7 @@ import random
 import re
 import signal
 import threading
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -50,7 +51,8 @@ def use_deterministic(enabled: bool) -> None:
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
-    torch.use_deterministic_algorithms(enabled)
+    if enabled != torch.are_deterministic_algorithms_enabled():  # the call imports inductor (about 2 s)
+        torch.use_deterministic_algorithms(enabled)
 
 
 def set_threads(threads: int) -> None:
@@ -58,6 +60,17 @@ def set_threads(threads: int) -> None:
     oversubscribe the cores: n workers x 1 thread on n cores rather than n x n."""
     if threads > 0:
         torch.set_num_threads(threads)
+
+
+def process_age() -> Optional[float]:
+    """Seconds since this process was launched (Linux: /proc start time, 10 ms resolution), None
+    where /proc is not available: the start-up cost a run reports before its first step."""
+    try:
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
 def check_cuda_graphs(enabled: bool, device: torch.device) -> None:

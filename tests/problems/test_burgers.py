@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from pinnrun.cli import config_dir
 from pinnrun.config import parse_option
+from pinnrun.problems import cache
 from pinnrun.problems.burgers import cole_hopf
 
 NU = 0.01 / math.pi
@@ -59,3 +60,18 @@ def test_evaluation_grid():
     evaluation = problem.evaluation()
     assert evaluation.shape == (256, 100) and evaluation.u_ref.shape == (25600,)
     assert np.all(np.isfinite(evaluation.u_ref)) and np.abs(evaluation.u_ref).max() <= 1.0 + 1e-12
+
+
+def test_reference_is_cached_per_inputs_and_settings(tmp_path, monkeypatch):
+    """The evaluation reference comes from the disk cache on the second build, equals Cole-Hopf
+    computed directly, and other inputs or another viscosity are not served from that entry."""
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path))
+    problem = parse_option("problem", OmegaConf.load(f"{config_dir()}/problem/burgers.yaml")).build()
+    inputs = problem.evaluation().inputs
+    assert len(list(tmp_path.glob("burgers-*.npz"))) == 1
+    direct = cole_hopf(inputs[:, 0], inputs[:, 1], problem.cfg.nu, problem.cfg.quadrature_nodes)
+    assert np.array_equal(problem.solution(inputs), direct)
+    problem.solution(inputs[:7])
+    problem.cfg.nu = 0.02 / math.pi
+    problem.solution(inputs[:7])
+    assert len(list(tmp_path.glob("burgers-*.npz"))) == 3
