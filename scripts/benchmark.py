@@ -7,8 +7,9 @@ machine load hits them alike; the report gives medians over repeats and ratios.
     python scripts/benchmark.py --repeats 3 --steps 50 --json benchmark.json
 
 Sections: Adam steps/s (pinnrun autograd, jet, jet + torch.compile, DeepXDE), tracking on/off,
-start-up to the first step, peak RSS at 10k and 100k points, per-scheme step ratios where those
-schemes exist, and (with --time-to-target) wall-clock to rel-L2 <= 1e-2.
+start-up to the first step, peak RSS (Burgers at 10k and 100k points, Helmholtz 4x50 at 100k),
+sapinn and gradnorm-refresh step ratios to uniform, the GP's share of a sapinn_gp run, and (with
+--time-to-target) wall-clock to rel-L2 <= 1e-2.
 DeepXDE comes with the `bench` extra: pip install -e '.[bench]'.
 """
 
@@ -38,6 +39,7 @@ from pinnrun.checkpoint import Progress  # noqa: E402
 from pinnrun.cli import config_dir  # noqa: E402
 from pinnrun.config import parse_option  # noqa: E402
 from pinnrun.engine import Parts, build, rel_l2, train, validate  # noqa: E402
+from pinnrun.problems.base import Evaluation  # noqa: E402
 from pinnrun.runtime import StopOnSignal  # noqa: E402
 from pinnrun.tracking import MemoryTracker, flatten, open_run  # noqa: E402
 
@@ -46,9 +48,11 @@ TARGET_L2 = 1e-2
 
 def compose_cfg(out: Path, *overrides: str) -> DictConfig:
     base = ["problem=burgers", "model=mlp", "model.depth=8", "model.width=20", "model.activation=tanh",
-            "dtype=float32", "device=cpu", "optimizer=adam", "train.progress=false", "output.plots=false",
+            "dtype=float32", "device=cpu", "train.progress=false", "output.plots=false",
             "output.prediction=false", "output.checkpoint=false", f"output.dir={out}",
             f"tracking.uri=sqlite:///{out / 'mlflow.db'}"]
+    if not any(o.startswith("optimizer=") for o in overrides):
+        base.append("optimizer=adam")
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return compose("config", overrides=base + list(overrides))
 
@@ -112,9 +116,37 @@ class DeepXDEBurgers:
         self.model.train(iterations=steps, display_every=steps, verbose=0)
         return 1e3 * (time.perf_counter() - start) / steps
 
-    def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """u on the evaluation inputs (float64)."""
-        return self.model.predict(inputs.astype(np.float32))[:, 0].astype(np.float64)
+    def seconds_to_target(self, args: argparse.Namespace, reference: Evaluation) -> Optional[float]:
+        """The time-to-target recipe in DeepXDE: Adam then L-BFGS, rel-L2 checked by a callback every
+        `check_every` steps/iterations (the check's own time excluded), stopping at the target."""
+        import deepxde as dde
+
+        model, check = self.model, args.check_every
+
+        class Target(dde.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.started, self.excluded, self.checked, self.reached = time.perf_counter(), 0.0, 0, None
+
+            def on_epoch_end(self) -> None:
+                if model.train_state.step - self.checked < check or self.reached is not None:
+                    return
+                start = time.perf_counter()
+                self.checked = model.train_state.step
+                u = model.predict(reference.inputs.astype(np.float32))[:, 0].astype(np.float64)
+                self.excluded += time.perf_counter() - start
+                if rel_l2(u, reference.u_ref) <= TARGET_L2:
+                    self.reached = time.perf_counter() - self.started - self.excluded
+                    model.stop_training = True
+
+        target = Target()
+        model.train(iterations=args.target_adam, callbacks=[target], display_every=check, verbose=0)
+        if target.reached is None:
+            dde.optimizers.set_LBFGS_options(maxiter=args.target_lbfgs)
+            dde.optimizers.config.LBFGS_options.update(iter_per_step=check, fun_per_step=int(1.25 * check))
+            model.compile("L-BFGS")
+            model.train(callbacks=[target], display_every=check, verbose=0)
+        return target.reached
 
 
 def median(values: list[float]) -> float:
@@ -172,26 +204,40 @@ def tracking_overhead(out: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def startup(out: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Seconds from launching `pinnrun` to its exit after one Adam step: an upper bound on the time
-    to the first step (it also includes the final evaluation and closing the run)."""
-    results: dict[str, list[float]] = {"tracking on": [], "tracking off": []}
-    for _ in range(args.repeats):
-        for mode in results:
+    """Start-up of `pinnrun` with MLflow tracking on an existing sqlite store: the run's own
+    `time/startup_s` (process launch to the first training step), and launch to exit after one
+    Adam step with tracking on and off (which also includes the final evaluation and closing)."""
+    store = out / "startup.db"
+    results: dict[str, list[float]] = {"first step, tracking on": [], "exit, tracking on": [], "exit, tracking off": []}
+    for repeat in range(args.repeats + 1):  # the first launch creates the store and fills the reference cache
+        for tracking in ("on", "off"):
             command = [sys.executable, "-m", "pinnrun.cli", "problem=burgers", "optimizer=adam", "optimizer.steps=1",
                        "train.log_every=1", "train.progress=false", "output.plots=false", "device=cpu",
-                       f"tracking.enabled={str(mode == 'tracking on').lower()}", f"tracking.uri=sqlite:///{out / 'startup.db'}",
-                       f"hydra.run.dir={out / 'startup'}"]
+                       f"tracking.enabled={str(tracking == 'on').lower()}", f"tracking.uri=sqlite:///{store}",
+                       f"tracking.experiment=startup-{repeat}", f"hydra.run.dir={out / 'startup'}"]
             start = time.perf_counter()
             subprocess.run(command, check=True, capture_output=True, cwd=out)
-            results[mode].append(time.perf_counter() - start)
+            if repeat:
+                results[f"exit, tracking {tracking}"].append(time.perf_counter() - start)
+        if repeat:
+            results["first step, tracking on"].append(logged_startup(store, f"startup-{repeat}"))
     return {"seconds": results, "median_s": {mode: median(v) for mode, v in results.items()}}
 
 
-def peak_rss(out: Path, points: int, derivatives: str) -> float:
-    """Peak resident memory (MiB) of a `pinnrun` process running 3 Adam steps at `points` points."""
-    command = [sys.executable, "-m", "pinnrun.cli", "problem=burgers", "optimizer=adam", "optimizer.steps=3",
-               "train.log_every=3", "train.progress=false", "output.plots=false", "tracking.enabled=false", "device=cpu",
-               f"problem.n.pde={points}", f"engine.derivatives={derivatives}", f"hydra.run.dir={out / 'rss'}"]
+def logged_startup(store: Path, experiment: str) -> float:
+    """The `time/startup_s` metric of the one run in `experiment`."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{store}")
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    return run.data.metrics["time/startup_s"]
+
+
+def peak_rss(out: Path, *overrides: str) -> float:
+    """Peak resident memory (MiB) of a `pinnrun` process running 3 Adam steps with the overrides."""
+    command = [sys.executable, "-m", "pinnrun.cli", "optimizer=adam", "optimizer.steps=3", "train.log_every=3",
+               "train.progress=false", "output.plots=false", "tracking.enabled=false", "device=cpu",
+               f"hydra.run.dir={out / 'rss'}", *overrides]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=out)
     _, status, usage = os.wait4(process.pid, 0)
     if status != 0:
@@ -199,55 +245,100 @@ def peak_rss(out: Path, points: int, derivatives: str) -> float:
     return usage.ru_maxrss / 1024
 
 
-def scheme_ratios(out: Path, args: argparse.Namespace, notes: list[str]) -> dict[str, float]:
-    """Step time of sapinn and gradnorm relative to uniform, where those schemes exist."""
-    results: dict[str, float] = {}
-    for scheme in ("sapinn", "gradnorm"):
-        if not (Path(config_dir()) / "weighting" / f"{scheme}.yaml").exists():
-            notes.append(f"{scheme}/uniform not measured: weighting={scheme} is not in this checkout")
-            continue
-        pair = {name: PinnrunVariant(out / name, f"problem.n.pde={args.points}", f"weighting={name}")
-                for name in (scheme, "uniform")}
-        for variant in pair.values():
-            variant.step_ms(args.warmup)
-        ratios = []
-        for _ in range(args.repeats):
-            ms = {name: variant.step_ms(args.steps) for name, variant in pair.items()}
-            ratios.append(ms[scheme] / ms["uniform"])
-        results[f"{scheme}/uniform"] = median(ratios)
+MEMORY_CASES = {
+    "burgers 8x20, 10k points, autograd": ["problem=burgers", "problem.n.pde=10000"],
+    "burgers 8x20, 100k points, autograd": ["problem=burgers", "problem.n.pde=100000"],
+    "burgers 8x20, 100k points, jet": ["problem=burgers", "problem.n.pde=100000", "engine.derivatives=jet"],
+    "helmholtz 4x50, 100k points, autograd": ["problem=helmholtz", "model.depth=4", "model.width=50", "problem.n.pde=100000"],
+    "helmholtz 4x50, 100k points, jet": ["problem=helmholtz", "model.depth=4", "model.width=50", "problem.n.pde=100000",
+                                         "engine.derivatives=jet"],
+    "helmholtz 4x50, 100k points, sapinn": ["problem=helmholtz", "model.depth=4", "model.width=50", "problem.n.pde=100000",
+                                            "weighting=sapinn"],
+}
+"""Peak-RSS cases: the issue's 10k and 100k points, and Helmholtz 4x50 at 100k (must fit in 24 GiB)."""
+
+
+SCHEMES = {"sapinn": ["weighting=sapinn"], "gradnorm refresh": ["weighting=gradnorm", "weighting.update_every=1"]}
+"""Schemes timed against uniform; gradnorm refreshes at every step, so its ratio is the refresh step's."""
+
+
+def scheme_ratios(out: Path, args: argparse.Namespace) -> dict[str, float]:
+    """Step time of sapinn and of a gradnorm refresh relative to uniform, in the real training loop,
+    and the GP's share of a sapinn_gp run at the default cadence (refit + predict every 100 steps)."""
+    points = f"problem.n.pde={args.points}"
+    variants = {"uniform": PinnrunVariant(out / "uniform", points)}
+    variants.update({name: PinnrunVariant(out / name.replace(" ", "-"), points, *extra) for name, extra in SCHEMES.items()})
+    for variant in variants.values():
+        variant.step_ms(args.warmup)
+    ratios: dict[str, list[float]] = {name: [] for name in SCHEMES}
+    for _ in range(args.repeats):
+        ms = {name: variant.step_ms(args.steps) for name, variant in variants.items()}
+        for name in SCHEMES:
+            ratios[name].append(ms[name] / ms["uniform"])
+    results = {f"{name}/uniform": median(values) for name, values in ratios.items()}
+    results["GP share of sapinn_gp"] = gp_share(out, args)
     return results
+
+
+def gp_share(out: Path, args: argparse.Namespace) -> float:
+    """Seconds inside the GP posterior (refit + predict) over the wall-clock of a sapinn_gp run of
+    `args.gp_steps` Adam steps with the default resampling cadence (the GP timed by wrapping it)."""
+    from pinnrun.weighting import sapinn_gp
+
+    spent: list[float] = []
+    original = sapinn_gp.gp_posterior_mean
+
+    def timed(*gp_args: Any) -> Any:
+        start = time.perf_counter()
+        result = original(*gp_args)
+        spent.append(time.perf_counter() - start)
+        return result
+
+    variant = PinnrunVariant(out / "sapinn_gp", f"problem.n.pde={args.points}", "weighting=sapinn_gp")
+    sapinn_gp.gp_posterior_mean = timed
+    try:
+        start = time.perf_counter()
+        variant.train(args.gp_steps)
+        wall = time.perf_counter() - start
+    finally:
+        sapinn_gp.gp_posterior_mean = original
+    return sum(spent) / wall
 
 
 def time_to_target(out: Path, args: argparse.Namespace) -> dict[str, Optional[float]]:
     """Training seconds (evaluations excluded) until rel-L2 <= 1e-2 on the Burgers reference grid,
-    from fresh networks, checked every `args.check_every` Adam steps (lr 1e-3) up to `args.max_steps`.
-    The compiled variant's time includes its compilation."""
+    from fresh networks, with one recipe for every tool: Adam (lr 1e-3) for `--target-adam` steps,
+    then L-BFGS for up to `--target-lbfgs` iterations, rel-L2 checked every `--check-every`
+    steps/iterations. The compiled variant's time includes its compilation."""
     points = f"problem.n.pde={args.points}"
-    variants = {
-        "pinnrun autograd": PinnrunVariant(out / "target-autograd", points),
-        "pinnrun jet+compile": PinnrunVariant(out / "target-compile", points, "engine.derivatives=jet", "engine.compile=true"),
-    }
-    reference = variants["pinnrun autograd"].parts.evaluation
+    recipe = ["optimizer=adam_lbfgs", f"optimizer.adam.steps={args.target_adam}", "optimizer.adam.lr=1e-3",
+              f"optimizer.lbfgs.steps={args.target_lbfgs}", f"train.log_every={args.check_every}",
+              f"train.eval_every={args.check_every}", points]
+    variants = {"pinnrun autograd": [], "pinnrun jet+compile": ["engine.derivatives=jet", "engine.compile=true"]}
     results: dict[str, Optional[float]] = {}
-    for name, variant in variants.items():
-        recorder = variant.train(args.max_steps, log_every=args.check_every, eval_every=args.check_every)
-        elapsed, previous, results[name] = 0.0, 0, None
-        for step in sorted(recorder.metrics):
-            elapsed += recorder.metrics[step]["time/step_ms"] * (step - previous) / 1e3
-            previous = step
-            if recorder.metrics[step]["l2_rel"] <= TARGET_L2:
-                results[name] = elapsed
-                break
+    for name, extra in variants.items():
+        cfg = compose_cfg(out / name.replace(" ", "-"), *recipe, *extra)
+        recorder, parts = MemoryTracker(), build(cfg, validate(cfg))
+        train(parts, cfg, recorder, out, Progress(), StopOnSignal())
+        results[name] = seconds_to_target(recorder.metrics)
     if importlib.util.find_spec("deepxde") is not None and not args.skip_deepxde:
-        deepxde, elapsed, results["deepxde pytorch"] = DeepXDEBurgers(args.points), 0.0, None
-        for _ in range(0, args.max_steps, args.check_every):
-            elapsed += deepxde.step_ms(args.check_every) * args.check_every / 1e3
-            if rel_l2(deepxde.predict(reference.inputs), reference.u_ref) <= TARGET_L2:
-                results["deepxde pytorch"] = elapsed
-                break
+        results["deepxde pytorch"] = DeepXDEBurgers(args.points).seconds_to_target(args, parts.evaluation)
     for name, seconds in results.items():
         print(f"  {name}: {'not reached' if seconds is None else f'{seconds:.1f} s'}", flush=True)
     return results
+
+
+def seconds_to_target(metrics: dict[int, dict[str, float]]) -> Optional[float]:
+    """Training seconds up to the first logged step with rel-L2 <= 1e-2, from the loop's own step timer."""
+    elapsed, previous = 0.0, 0
+    for step in sorted(metrics):
+        if "time/step_ms" not in metrics[step]:
+            continue
+        elapsed += metrics[step]["time/step_ms"] * (step - previous) / 1e3
+        previous = step
+        if metrics[step].get("l2_rel", float("inf")) <= TARGET_L2:
+            return elapsed
+    return None
 
 
 def table(rows: list[tuple[str, str, str]]) -> str:
@@ -263,11 +354,13 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=10000, help="collocation points")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--tracking-steps", type=int, default=300)
+    parser.add_argument("--gp-steps", type=int, default=500, help="Adam steps of the sapinn_gp run (5 resamples)")
     parser.add_argument("--skip-deepxde", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--time-to-target", action="store_true", help="also train each variant to rel-L2 <= 1e-2")
-    parser.add_argument("--check-every", type=int, default=500)
-    parser.add_argument("--max-steps", type=int, default=20000)
+    parser.add_argument("--check-every", type=int, default=250, help="steps between rel-L2 checks (time to target)")
+    parser.add_argument("--target-adam", type=int, default=2000, help="Adam steps of the time-to-target recipe")
+    parser.add_argument("--target-lbfgs", type=int, default=3000, help="L-BFGS iterations (at most) after them")
     parser.add_argument("--json", type=Path, default=Path("benchmark.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -282,12 +375,9 @@ def main() -> None:
         tracking = tracking_overhead(out, args)
         print("start-up:", flush=True)
         start = startup(out, args)
-        memory = {}
-        if not args.skip_memory:
-            for points in (10_000, 100_000):
-                for derivatives in ("autograd", "jet"):
-                    memory[f"{derivatives} {points}"] = peak_rss(out, points, derivatives)
-        schemes = scheme_ratios(out, args, notes)
+        memory = {} if args.skip_memory else {name: peak_rss(out, *case) for name, case in MEMORY_CASES.items()}
+        print("schemes:", flush=True)
+        schemes = scheme_ratios(out, args)
         target = None
         if args.time_to_target:
             print("time to rel-L2 <= 1e-2:", flush=True)
@@ -304,11 +394,12 @@ def main() -> None:
     rows.append(("compile warm-up (s)", f"{speed['warmup_s']['pinnrun jet+compile']:.1f}", ""))
     rows.append(("tracking on/off", f"{tracking['ratio_on_off']:.3f}", "<= 1.03"))
     for mode, seconds in start["median_s"].items():
-        rows.append((f"launch to exit after 1 step, {mode} (s)", f"{seconds:.1f}", "<= 5"))
+        rows.append((f"launch to {mode} (s)", f"{seconds:.1f}", "<= 5" if mode.startswith("first step") else ""))
     for name, mib in memory.items():
-        rows.append((f"peak RSS, {name} points (MiB)", f"{mib:.0f}", ""))
+        rows.append((f"peak RSS, {name} (MiB)", f"{mib:.0f}", "< 24 GiB" if "100k" in name else ""))
+    targets = {"sapinn/uniform": "<= 1.1", "gradnorm refresh/uniform": "<= 2", "GP share of sapinn_gp": "<= 0.05"}
     for name, ratio in schemes.items():
-        rows.append((f"step ratio {name}", f"{ratio:.2f}", "sapinn <= 1.1, gradnorm <= 2"))
+        rows.append((name, f"{ratio:.3f}", targets[name]))
     for name, seconds in (target or {}).items():
         rows.append((f"seconds to rel-L2 <= 1e-2, {name}", "not reached" if seconds is None else f"{seconds:.1f}", ""))
     print()
