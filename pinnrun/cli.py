@@ -98,6 +98,9 @@ def describe_compose_error(exc: Exception) -> str:
     if value and key:
         return f"{key.group(1)}={value.group(1)!r}: expected {value.group(2).lower()}"
     override = re.search(r"Could not override '([^']+)'", text)
+    append = re.search(r"To append to your config use (\S+)", text)
+    if override and append and key and key.group(1).startswith(override.group(1) + "."):  # the key exists, its new entry not
+        return f"{override.group(1)}: new entries of a mapping are added with '+': {append.group(1)}"
     if override:
         return f"{override.group(1)}: unknown key (check the spelling with pinnrun --cfg job)"
     lines = [line.strip() for line in text.splitlines() if line.strip()]

@@ -21,6 +21,8 @@ CATALOGUE = [
     (["learning_rate=3"], "learning_rate: unknown key"),
     (["model.widht=3"], "model.widht: unknown key"),
     (["+model.widht=3"], "model.widht: unknown key; allowed keys: "),
+    (["weighting=sapinn", "weighting.init={pde:{kind:constant,scale:100.0}}"],
+     "weighting.init: new entries of a mapping are added with '+': +weighting.init={pde:"),
     (["problem.nu=abc"], "problem.nu='abc': expected float"),
     (["model.depth=2.5"], "model.depth='2.5': expected integer"),
     (["seed=abc"], "seed='abc': expected integer"),

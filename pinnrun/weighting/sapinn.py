@@ -51,6 +51,7 @@ class SAConfig(WeightingConfig):
     q: float = 2.0
     lr: float = 5e-3  # the weights' own Adam learning rate (paper: 5e-3)
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8  # Adam's epsilon: weights whose gradient 2 lam r^2 / N is below it barely move (original TF code: 1e-7)
     init: Dict[str, InitConfig] = field(default_factory=dict)  # per term; others use default_init
     default_init: InitConfig = field(default_factory=InitConfig)
 
@@ -60,6 +61,7 @@ class SAConfig(WeightingConfig):
         require_positive(f"{prefix}.c", self.c)
         require_positive(f"{prefix}.q", self.q)
         require_positive(f"{prefix}.lr", self.lr)
+        require_positive(f"{prefix}.eps", self.eps)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"{prefix}.betas={list(self.betas)}: must be two numbers in [0, 1)")
         self.default_init.validate(f"{prefix}.default_init")
@@ -122,7 +124,8 @@ class SelfAdaptive(Weighting):
         """Make a term's weights trainable, with a fresh ascent optimizer (new points have no history)."""
         table.values = nn.Parameter(table.values.detach().clone())
         self.tables[term] = table
-        self.optimizers[term] = torch.optim.Adam([table.values], lr=self.cfg.lr, betas=tuple(self.cfg.betas), maximize=True)
+        self.optimizers[term] = torch.optim.Adam([table.values], lr=self.cfg.lr, betas=tuple(self.cfg.betas), eps=self.cfg.eps,
+                                                maximize=True)
 
     def lam(self, term: str, ids: Tensor) -> Tensor:
         """The trainable lam of the given points (a gather by id that keeps the graph to lam)."""
