@@ -9,6 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pinnrun.engine import run
+from pinnrun.runtime import process_age
 from pinnrun.weighting.uniform import Uniform
 
 
@@ -33,6 +34,7 @@ def test_run_records_the_documented_contract(make_cfg, tmp_path: Path) -> None:
     assert expected <= set(record.data.metrics)
     assert record.data.metrics["final/l2_rel"] == pytest.approx(final["final/l2_rel"])
     assert record.data.metrics["final/steps"] == 20
+    assert 0 < record.data.metrics["time/startup_s"] < process_age()  # launch to the first step, from /proc
     history = client.get_metric_history(record.info.run_id, "loss/total")
     assert [m.step for m in history] == [10, 20]
     artifacts = {a.path for a in client.list_artifacts(record.info.run_id)}
