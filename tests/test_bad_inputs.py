@@ -23,6 +23,7 @@ CATALOGUE = [
     (["+model.widht=3"], "model.widht: unknown key; allowed keys: "),
     (["weighting=sapinn", "weighting.init={pde:{kind:constant,scale:100.0}}"],
      "weighting.init: new entries of a mapping are added with '+': +weighting.init={pde:"),
+    (["weighting=sapinn", "weighting.eps=0"], "weighting.eps=0.0: must be > 0"),
     (["problem.nu=abc"], "problem.nu='abc': expected float"),
     (["model.depth=2.5"], "model.depth='2.5': expected integer"),
     (["seed=abc"], "seed='abc': expected integer"),
