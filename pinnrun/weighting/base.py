@@ -96,6 +96,10 @@ class PointTable:
         """Positions in `values` of the given ids (which must all be in the table)."""
         return torch.searchsorted(self.ids, ids)
 
+    def lookup(self, ids: Tensor) -> Tensor:
+        """The values of the given ids, in their order (a gather that keeps the graph to `values`)."""
+        return self.values[self.index(ids)]
+
     def known(self, ids: Tensor) -> Tensor:
         """Which of the given ids the table holds (bool mask)."""
         if not len(self.ids):

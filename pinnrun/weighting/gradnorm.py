@@ -260,14 +260,14 @@ class GradNorm(Weighting):
         return table.values[index]
 
     def loss(self, residuals: Mapping[str, Tensor], points: Mapping[str, Points], step: int) -> tuple[Tensor, dict[str, Tensor]]:
-        weights = {term: self.tables[term].values[self.tables[term].index(points[term].ids)] for term in self.terms}
+        weights = {term: self.tables[term].lookup(points[term].ids) for term in self.terms}
         return weighted_loss(residuals, self.constants, point_weights=weights)
 
     def after_step(self, ascent: bool) -> None:
         self.refresh.adaptive = ascent
 
     def point_weights(self) -> dict[str, Tensor]:
-        return {term: self.tables[term].values[self.tables[term].index(p.ids)] for term, p in self.points.items()}
+        return {term: self.tables[term].lookup(p.ids) for term, p in self.points.items()}
 
     def state_dict(self) -> dict[str, Any]:
         return {"tables": {t: {"ids": tb.ids, "w": tb.values} for t, tb in self.tables.items()},

@@ -129,8 +129,7 @@ class SelfAdaptive(Weighting):
 
     def lam(self, term: str, ids: Tensor) -> Tensor:
         """The trainable lam of the given points (a gather by id that keeps the graph to lam)."""
-        table = self.tables[term]
-        return table.values[table.index(ids)]
+        return self.tables[term].lookup(ids)
 
     def loss(self, residuals: Mapping[str, Tensor], points: Mapping[str, Points], step: int) -> tuple[Tensor, dict[str, Tensor]]:
         weights = {term: mask(self.cfg, self.lam(term, points[term].ids)) for term in self.terms}
