@@ -10,6 +10,14 @@ phase, lam takes one step of its own Adam with `maximize=True` and its own learn
 the gradient of the same loss evaluation. lam is frozen in L-BFGS phases. Weights live in a
 `PointTable` keyed by point id, so they follow their points under any reordering.
 
+Adam's epsilon decides what the weight map shows. The gradient of a weight is g = 2 c lam r^2 / N
+(mask lam^2) and Adam's step is lr * m / (sqrt(v) + eps) (bias-corrected moments). With eps far below
+the gradients (torch's 1e-8) every weight with a steady gradient climbs by about lr per step, large
+residual or not. With eps above most gradients the step is about (lr / eps) g: plain gradient
+ascent, the paper's update lam <- lam + eta grad_lam L, whose growth is proportional to
+the residual squared, capped at lr per step where g exceeds eps. Only the second regime makes the
+weights single out the hard points (Burgers at the paper's budget, docs/results.md).
+
 Masks: `polynomial` m = c lam^q (paper: q = 2), `logistic` m = c / (1 + exp(-lam)) (bounded by c).
 Initialisation per term: `uniform` lam ~ scale * U(0, 1) (paper: scale 1 for Burgers, 100 for the
 Allen-Cahn IC), `constant` lam = scale.
@@ -51,7 +59,7 @@ class SAConfig(WeightingConfig):
     q: float = 2.0
     lr: float = 5e-3  # the weights' own Adam learning rate (paper: 5e-3)
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8  # Adam's epsilon: weights whose gradient 2 lam r^2 / N is below it barely move (original TF code: 1e-7)
+    eps: float = 1e-8  # Adam's epsilon: below the gradients 2 lam r^2 / N, sign-like steps of lr; above them, gradient ascent with step lr / eps
     init: Dict[str, InitConfig] = field(default_factory=dict)  # per term; others use default_init
     default_init: InitConfig = field(default_factory=InitConfig)
 

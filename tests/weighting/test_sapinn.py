@@ -51,6 +51,20 @@ def test_one_ascent_step_by_hand() -> None:
     assert lam.grad is None
 
 
+def test_eps_above_the_gradients_makes_the_step_proportional_to_them() -> None:
+    """Same case with eps = 10: the first Adam step lr * g / (|g| + eps) is lr * (4/3) / (34/3) and
+    lr * (1/3) / (31/3), so the large residual's weight moves 3.6x as far (gradient ratio 4), where
+    eps = 1e-8 moves both by lr: eps decides whether the residual's size sets the growth."""
+    sa = make(eps=10.0)
+    pts = term_points([7, 8, 9])
+    sa.on_points(pts)
+    loss, _ = sa.loss(residuals_for([2.0, 1.0, 0.0]), pts, step=0)
+    loss.backward()
+    sa.after_step(ascent=True)
+    moved = sa.tables["pde"].values.detach() - 0.5
+    assert torch.allclose(moved, torch.tensor([LR * 4 / 34, LR / 31, 0.0], dtype=torch.float64), atol=1e-12)
+
+
 def test_logistic_mask_gradient() -> None:
     """m = c / (1 + exp(-lam)): dL/dlam = c s(lam)(1 - s(lam)) r^2 / N."""
     sa = make(mask="logistic", c=3.0)
