@@ -44,3 +44,35 @@ def test_three_mode_race_is_a_sweep_over_weightings_and_seeds() -> None:
     params = OmegaConf.load(PRESET_DIR / "three_mode_race.yaml").hydra.sweeper.params
     assert params.weighting.split(",") == ["uniform", "gradnorm", "sapinn"]
     assert params.seed.split(",") == ["0", "1", "2", "3", "4"]
+
+
+ONLY_ITS_OWN_SCHEME = {"sapinn_allen_cahn": "the paper's IC weights lam ~ 100 U(0,1) are SA-PINN settings"}
+
+
+@pytest.mark.parametrize("name", [name for name in PRESETS if name.split("_quick")[0] not in ONLY_ITS_OWN_SCHEME])
+@pytest.mark.parametrize("scheme", ["uniform", "lra", "gradnorm"])
+def test_preset_takes_another_scheme_at_its_budget(make_cfg: Callable[..., DictConfig], name: str, scheme: str) -> None:
+    """`+experiment=P weighting=uniform` is the equal-budget baseline: the preset sets no key that
+    belongs to its own scheme, so the term-level and grad-norm schemes compose and validate with the
+    same problem, model, points and optimizer."""
+    own = make_cfg(f"+experiment={name}", quick=False)
+    cfg = make_cfg(f"+experiment={name}", f"weighting={scheme}", quick=False)
+    validate(cfg)
+    assert cfg.weighting._target_ == OmegaConf.load(PRESET_DIR.parent / "weighting" / f"{scheme}.yaml")._target_
+    assert all(cfg[group] == own[group] for group in ("problem", "model", "sampler", "optimizer"))
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("sapinn_burgers", {"mask": "polynomial", "c": 1.0, "q": 2.0, "lr": 5e-3,
+                        "default_init": {"kind": "uniform", "scale": 1.0}}),
+    ("sapinn_helmholtz", {"q": 2.0, "lr": 5e-3, "default_init": {"kind": "uniform", "scale": 1.0}}),
+    ("gp_sapinn_wave", {"resample_every": 100, "q": 2.0, "lr": 5e-3}),
+    ("lra_helmholtz", {"variant": "paper", "alpha": 0.9, "update_every": 10}),
+    ("lra_klein_gordon", {"variant": "paper", "alpha": 0.9, "update_every": 10}),
+])
+def test_paper_preset_gets_the_papers_scheme_settings_from_the_scheme_defaults(
+        make_cfg: Callable[..., DictConfig], name: str, expected: dict) -> None:
+    """The presets leave the scheme's keys to conf/weighting/ (so they compare schemes); this pins the
+    values the papers used, should a scheme's defaults change."""
+    weighting = OmegaConf.to_container(make_cfg(f"+experiment={name}", quick=False).weighting)
+    assert {key: weighting[key] for key in expected} == expected

@@ -130,8 +130,9 @@ def test_eps_above_the_gradients_lights_up_the_shock(make_cfg) -> None:
     with eps = 1e-4, above the gradients 2 lam r^2 / N of all but the largest residuals, the weights
     near the shock end well above the rest (measured 2026-11-25 at this step: 3.2); with eps = 1e-8
     they do not (0.98)."""
-    common = ("+experiment=sapinn_burgers", "optimizer.adam.steps=2000", "optimizer.lbfgs.steps=1",
-              "engine.derivatives=jet", "engine.compile=true", "train.log_every=500", "train.eval_every=5000", "seed=0")
+    common = ("+experiment=sapinn_burgers", "optimizer.adam.lr=1e-3", "optimizer.adam.steps=2000",
+              "optimizer.lbfgs.steps=1", "engine.derivatives=jet", "engine.compile=true", "train.log_every=500",
+              "train.eval_every=5000", "seed=0")
     ratios = {eps: shock_concentration(trained(make_cfg, *common, f"weighting.eps={eps}")) for eps in ("1e-4", "1e-8")}
     print(f"burgers shock weight ratio after 2k Adam steps by eps: {ratios}")
     assert ratios["1e-4"] > 2.0
