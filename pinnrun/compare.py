@@ -14,10 +14,11 @@ missing the metric, so nothing drops out silently.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 from pathlib import Path
-from typing import Mapping, NoReturn, Optional, Sequence
+from typing import Callable, Mapping, NoReturn, Optional, Sequence
 
 import matplotlib
 
@@ -51,11 +52,14 @@ def group_columns(runs: pd.DataFrame, keys: Sequence[str]) -> list[str]:
 
 
 def outcome(runs: pd.DataFrame, metric: str = METRIC) -> pd.Series:
-    """Each run's standing: ok (finished with the metric), failed (FAILED/KILLED), missing
-    (finished without the metric) or running (anything else: still running, scheduled)."""
-    value = runs[f"metrics.{metric}"] if f"metrics.{metric}" in runs.columns else pd.Series(np.nan, index=runs.index)
+    """Each run's standing: ok (finished with a finite metric), failed (FAILED/KILLED, or finished
+    with an infinite metric: MLflow's sqlite store keeps +-inf as +-float max), missing (finished
+    without the metric, or with NaN, which reads back as absent) or running (anything else: still
+    running, scheduled)."""
+    value = runs[f"metrics.{metric}"].astype(float) if f"metrics.{metric}" in runs.columns else pd.Series(np.nan, index=runs.index)
     finished = runs["status"] == "FINISHED"
-    return pd.Series(np.select([finished & value.notna(), runs["status"].isin(FAILED), finished],
+    finite = value.abs() < np.finfo(float).max  # False for NaN, inf and the store's stand-in for inf
+    return pd.Series(np.select([finished & finite, runs["status"].isin(FAILED) | (finished & value.notna()), finished],
                                ["ok", "failed", "missing"], "running"), index=runs.index)
 
 
@@ -169,32 +173,39 @@ def plot_final(runs: pd.DataFrame, labels: pd.Series, metric: str, path: Path) -
     plt.close(fig)
 
 
-def plot_curves(history: pd.DataFrame, labels: pd.Series, x: str, path: Path, points: int = 200) -> None:
-    """rel-L2 against `x` (step or time_s) per group: the median over runs and a min-max band,
-    each run interpolated (in log10) onto a shared grid and left blank beyond its own range."""
+def plot_curves(history: pd.DataFrame, labels: pd.Series, x: str, path: Path) -> None:
+    """rel-L2 against `x` (step or time_s) per group, saved as a figure (see draw_curves)."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
+    draw_curves(ax, history, labels, x)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def draw_curves(ax: plt.Axes, history: pd.DataFrame, labels: pd.Series, x: str, points: int = 200) -> None:
+    """Every run as a thin line, and per group the median over runs with a min-max band on the
+    range where every run of the group has data (each run interpolated in log10 onto a shared grid
+    there; a median over whichever runs happen to reach a point would jump as runs drop out)."""
     for group in sorted(labels.unique()):
         runs = labels.index[labels == group]
         curves = [history[history["run_id"] == run_id].sort_values(x) for run_id in runs]
         curves = [c for c in curves if len(c)]
         if not curves:
             continue
-        grid = np.linspace(min(c[x].min() for c in curves), max(c[x].max() for c in curves), points)
-        logs = np.stack([np.interp(grid, c[x], np.log10(c["value"].clip(lower=1e-300)), left=np.nan, right=np.nan)
-                         for c in curves])
-        valid = np.isfinite(logs).any(axis=0)
-        grid, logs = grid[valid], logs[:, valid]
-        line, = ax.plot(grid, 10 ** np.nanmedian(logs, axis=0), label=f"{group} (n={len(curves)})")
-        ax.fill_between(grid, 10 ** np.nanmin(logs, axis=0), 10 ** np.nanmax(logs, axis=0), color=line.get_color(),
-                        alpha=0.2)
+        median, = ax.plot([], [], label=f"{group} (n={len(curves)})")
+        for c in curves:
+            ax.plot(c[x], c["value"], color=median.get_color(), lw=0.6, alpha=0.35)
+        start, end = max(c[x].min() for c in curves), min(c[x].max() for c in curves)
+        if start < end:
+            grid = np.linspace(start, end, points)
+            logs = np.stack([np.interp(grid, c[x], np.log10(c["value"].clip(lower=1e-300))) for c in curves])
+            median.set_data(grid, 10 ** np.median(logs, axis=0))
+            ax.fill_between(grid, 10 ** logs.min(axis=0), 10 ** logs.max(axis=0), color=median.get_color(), alpha=0.2)
     ax.set_yscale("log")
     ax.set_xlabel("step" if x == "step" else "wall-clock since run start (s)")
     ax.set_ylabel("relative L2 error")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def write_figures(runs: pd.DataFrame, group_by: Sequence[str], metric: str, uri: Optional[str],
@@ -234,56 +245,178 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="pinnrun-compare", description="Compare pinnrun runs: final rel-L2 per group, over seeds.")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the local store, as pinnrun uses)")
+    p = OneLineParser(prog="pinnrun-compare", description="Compare pinnrun runs: final rel-L2 per group over seeds, "
+                      "or, with --baseline, every option against a baseline paired by seed.")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the local store, as pinnrun uses); must exist")
     p.add_argument("--experiment", action="append", default=[], help="experiment name (repeatable; default: all)")
     p.add_argument("--sweep", help="a sweep id (the sweep_id tag of its runs)")
     p.add_argument("--tag", action="append", default=[], help="KEY=VALUE tag condition (repeatable)")
     p.add_argument("--filter", help="an MLflow filter string, e.g. \"params.`optimizer.lr` = '0.001'\"")
     p.add_argument("--group-by", default=",".join(DEFAULT_GROUP_BY), help="comma-separated tag or param keys")
-    p.add_argument("--metric", default=METRIC, help=f"the final metric to compare (default {METRIC})")
-    p.add_argument("--format", default="markdown", choices=FORMATS)
+    p.add_argument("--baseline", metavar="GROUP=OPTION",
+                   help="pair runs by seed and config and compare every other option of GROUP with OPTION per problem "
+                        "(e.g. weighting=uniform, optimizer=adam_lbfgs): ratio [95%% CI], Wilcoxon p, Holm p, seeds needed")
+    p.add_argument("--effect", type=float, metavar="RATIO",
+                   help="with --baseline: the ratio seeds_needed is computed for (default: each row's observed ratio)")
+    p.add_argument("--metric", default=METRIC, help=f"the metric to compare (default {METRIC}; e.g. phase/adam/l2_rel)")
+    p.add_argument("--format", default="markdown", choices=FORMATS, help="the table on stdout")
+    p.add_argument("--csv", type=Path, metavar="FILE", help="also write the table as CSV")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the table as JSON (records)")
     p.add_argument("--plot", type=Path, metavar="DIR", help="write figures into DIR")
     p.add_argument("--log", action="store_true", help="log the table and figures as an MLflow run of their own")
     p.add_argument("--log-experiment", default="pinnrun-compare", help="experiment of the --log run")
     return p
 
 
-def compare(args: argparse.Namespace) -> str:
-    """Select, summarise, plot and (optionally) log; returns the table in the chosen format."""
+def select_runs(args: argparse.Namespace, uri: str) -> tuple[pd.DataFrame, str]:
+    """The training runs the arguments select (no comparison or sweep-parent runs) and the filter used."""
     from pinnrun import tracking
 
-    group_by = [key.strip() for key in args.group_by.split(",") if key.strip()]
     selection = filter_string(args.sweep, args.tag, args.filter)
-    runs = tracking.search_runs(args.tracking_uri, args.experiment, selection)
+    runs = tracking.search_runs(uri, args.experiment, selection)
     runs = runs[runs.get("tags.pinnrun_role", pd.Series("run", index=runs.index)).fillna("run") == "run"]
     runs = runs[runs.get("tags.sweep_role", pd.Series("", index=runs.index)).fillna("") != "parent"]
     if runs.empty:
         raise ConfigError(f"no runs match (experiments: {', '.join(args.experiment) or 'all'}; filter: {selection or 'none'})")
+    if f"metrics.{args.metric}" not in runs.columns:
+        logged = sorted(c.removeprefix("metrics.") for c in runs.columns if c.startswith("metrics.final/") or c.startswith("metrics.phase/"))
+        raise ConfigError(f"--metric {args.metric!r}: no selected run logged it (logged: {', '.join(logged) or 'none'})")
+    return runs, selection
+
+
+def mixed_configs(runs: pd.DataFrame, group_by: Sequence[str]) -> list[str]:
+    """A warning per summary group whose runs differ in config keys other than the seed (e.g. two
+    budgets pooled into one mean), naming the keys."""
+    from pinnrun import pairing
+
+    labels = group_labels(runs, group_by)
+    keys = [c for c in runs.columns if c.startswith("params.") and c != "params.seed"
+            and not any(pairing.excluded(c.removeprefix("params."), prefix) for prefix in pairing.BOOKKEEPING)]
+    warnings = []
+    for label, group in runs.groupby(labels):
+        varying = [c.removeprefix("params.") for c in keys if group[c].nunique(dropna=False) > 1]
+        if varying:
+            warnings.append(f"group {label} pools runs that differ in {', '.join(varying)}: add them to --group-by "
+                            "or select one value with --filter")
+    return warnings
+
+
+def compare(args: argparse.Namespace) -> str:
+    """Select, summarise (or pair against --baseline), plot, write and log; returns the stdout table."""
+    from pinnrun import tracking
+
+    uri = tracking.existing_store(args.tracking_uri)
+    runs, selection = select_runs(args, uri)
+    if args.baseline:
+        return compare_paired(args, uri, runs, selection)
+    group_by = [key.strip() for key in args.group_by.split(",") if key.strip()]
     table = summarize(runs, group_by, args.metric)
-    for note in run_notes(runs, args.metric):
+    for note in [*run_notes(runs, args.metric), *mixed_configs(runs, group_by)]:
         print(f"pinnrun-compare: {note}", file=sys.stderr)
+    write_tables(args, lambda fmt: render(table, fmt))
+
+    def figures(directory: Path) -> list[Path]:
+        return write_figures(runs, group_by, args.metric, uri, directory)
+
     if args.plot:
-        for path in write_figures(runs, group_by, args.metric, args.tracking_uri, args.plot):
-            print(f"pinnrun-compare: wrote {path}", file=sys.stderr)
+        announce(figures(args.plot))
     if args.log:
-        log_run(args, runs, table, group_by, selection)
+        params = {"group_by": ",".join(group_by)}
+        log_run(args, uri, len(runs), selection, params, {f"table.{suffix}": render(table, fmt) for fmt, suffix in
+                                                          zip(FORMATS, ("md", "csv", "tex"))}, figures)
     return render(table, args.format)
 
 
-def log_run(args: argparse.Namespace, runs: pd.DataFrame, table: pd.DataFrame, group_by: Sequence[str],
-            selection: str) -> None:
-    """Tables in every format and the figures, recorded as a run in --log-experiment."""
+def compare_paired(args: argparse.Namespace, uri: str, runs: pd.DataFrame, selection: str) -> str:
+    """The --baseline table: every option of the group against the baseline, paired by seed and config."""
+    from pinnrun import pairing
+
+    baseline = pairing.Baseline.parse(args.baseline)
+    if args.effect is not None and not (math.isfinite(args.effect) and args.effect > 0 and args.effect != 1):
+        raise ConfigError(f"--effect={args.effect!r}: must be a ratio > 0 other than 1, e.g. 1.4 or 0.7")
+    column = group_columns(runs, [baseline.group])[0]
+    present = sorted(runs[column].dropna().astype(str).unique())
+    if baseline.option not in present:
+        raise ConfigError(f"--baseline {baseline}: no selected run has it ({baseline.group} options present: "
+                          f"{', '.join(present) or 'none'})")
+    table, rows = pairing.paired_table(runs, outcome(runs, args.metric), baseline, column, args.metric, args.effect)
+    if table.empty:
+        raise ConfigError(f"--baseline {baseline}: the selected runs have no other {baseline.group} option to compare")
+    for row in rows:
+        for note in row.notes:
+            print(f"pinnrun-compare: {row.problem} {row.option} vs {baseline.option}: {note}", file=sys.stderr)
+    for note in pairing.check_notes(table):
+        print(f"pinnrun-compare: {note}", file=sys.stderr)
+    write_tables(args, lambda fmt: pairing.render(table, fmt))
+
+    def figures(directory: Path) -> list[Path]:
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = [directory / "paired_seeds.png", directory / "forest.png"]
+        pairing.plot_pairs(rows, baseline, args.metric, paths[0])
+        pairing.plot_forest(table, rows, baseline, paths[1])
+        return paths
+
+    if args.plot:
+        announce(figures(args.plot))
+    files = {f"table.{suffix}": pairing.render(table, fmt) for fmt, suffix in
+             (("markdown", "md"), ("csv", "csv"), ("json", "json"), ("latex", "tex"))}
+    log_to_sweep_parent(uri, runs, baseline, args.metric, files, figures)
+    if args.log:
+        log_run(args, uri, len(runs), selection, {"baseline": str(baseline), "effect": args.effect}, files, figures)
+    return pairing.render(table, args.format)
+
+
+def write_tables(args: argparse.Namespace, rendered: Callable[[str], str]) -> None:
+    """--csv and --json files of the table."""
+    for path, fmt in ((args.csv, "csv"), (args.json, "json")):
+        if path is None:
+            continue
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(rendered(fmt))
+        except OSError as exc:
+            raise ConfigError(f"--{fmt} {str(path)!r}: cannot write it ({exc.strerror})") from None
+        print(f"pinnrun-compare: wrote {path}", file=sys.stderr)
+
+
+def announce(paths: Sequence[Path]) -> None:
+    for path in paths:
+        print(f"pinnrun-compare: wrote {path}", file=sys.stderr)
+
+
+def log_to_sweep_parent(uri: str, runs: pd.DataFrame, baseline: object, metric: str, files: Mapping[str, str],
+                        figures: Callable[[Path], list[Path]]) -> None:
+    """When every compared run belongs to one sweep with a parent run, file the paired table and
+    figures under that parent's `compare/` artifacts as well."""
+    from pinnrun import tracking
+
+    sweeps = runs.get("tags.sweep_id", pd.Series(dtype=object))
+    parents = runs.get("tags.mlflow.parentRunId", pd.Series(dtype=object)).dropna().unique()
+    if sweeps.isna().any() or sweeps.nunique() != 1 or len(parents) != 1:
+        return
+    name = f"compare/{baseline}-{metric.replace('/', '_')}"
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        for file, text in files.items():
+            (directory / file).write_text(text)
+        figures(directory / "figures")
+        tracking.log_artifacts_to(uri, str(parents[0]), directory, name)
+    print(f"pinnrun-compare: logged to the sweep's parent run {parents[0]} under {name}", file=sys.stderr)
+
+
+def log_run(args: argparse.Namespace, uri: str, n_runs: int, selection: str, extra: Mapping[str, object],
+            files: Mapping[str, str], figures: Callable[[Path], list[Path]]) -> None:
+    """Tables and figures recorded as a run in --log-experiment, the selection as its params."""
     from pinnrun import tracking
 
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        for fmt, suffix in zip(FORMATS, ("md", "csv", "tex")):
-            (directory / f"table.{suffix}").write_text(render(table, fmt))
-        write_figures(runs, group_by, args.metric, args.tracking_uri, directory / "figures")
+        for name, text in files.items():
+            (directory / name).write_text(text)
+        figures(directory / "figures")
         params: Mapping[str, object] = {"experiments": ",".join(args.experiment) or "all", "filter": selection or "none",
-                                        "group_by": ",".join(group_by), "metric": args.metric, "n_runs": len(runs)}
-        run_id = tracking.log_comparison(args.tracking_uri, args.log_experiment, "compare", params, directory)
+                                        "metric": args.metric, "n_runs": n_runs, **extra}
+        run_id = tracking.log_comparison(uri, args.log_experiment, "compare", params, directory)
     print(f"pinnrun-compare: logged as run {run_id} in experiment {args.log_experiment!r}", file=sys.stderr)
 
 

@@ -7,12 +7,13 @@ known to be good), builds the parts, and hands them to `train`, the loop you can
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -108,6 +109,7 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
     points = on_device(sampler.points if resumed else sampler.initial(), parts)
     if not resumed:
         weighting.on_points(points)
+        tracker.set_tags(start_hashes(model, points))
     eval_inputs = torch.as_tensor(parts.evaluation.inputs, device=parts.device, dtype=parts.dtype)
     last: dict[str, Any] = {}
     iteration_rows: list[tuple[int, dict[str, Any]]] = []
@@ -136,8 +138,11 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
     started = logged_at = time.perf_counter()
     logged_step = p.step
     for phase in parts.phases:
+        if phase.finished():  # ended before the checkpoint this run resumed from
+            continue
         if phase.optimizer is None:
             phase.start(model.parameters())
+        phase_started = time.perf_counter()
         while not phase.finished():
             changed = sampler.update(p.step, residual_at) if phase.adaptive else None
             if changed:
@@ -178,7 +183,8 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
             if cfg.train.checkpoint_every and p.step >= p.next_checkpoint:
                 p.next_checkpoint = p.step + cfg.train.checkpoint_every
                 save_and_log_checkpoint(parts, cfg, tracker, out_dir, p)
-        tracker.set_tags({f"stop_reason/{phase.name}": phase.stop_reason or "max_steps"})
+        end_phase(phase, rel_l2(predict(model, eval_inputs), parts.evaluation.u_ref), time.perf_counter() - phase_started,
+                  p.step, tracker)
     bar.close()
     u_pred = predict(model, eval_inputs)
     final = {"final/l2_rel": rel_l2(u_pred, parts.evaluation.u_ref), "final/time_s": time.perf_counter() - started,
@@ -187,6 +193,31 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
     recorder.record(p.step, weighting, points)
     write_outputs(parts, cfg, tracker, out_dir, p, u_pred)
     return final
+
+
+def end_phase(phase: Phase, l2_rel: float, seconds: float, step: int, tracker: Tracker) -> None:
+    """Record where a phase left the run: `phase/<name>/l2_rel`, `steps` (its own) and `time_s`
+    (wall-clock in this process, as final/time_s), and why it stopped. The error after each phase
+    shows what a weighting did in Adam before L-BFGS, with the weights frozen, takes over."""
+    tracker.log_metrics({f"phase/{phase.name}/l2_rel": l2_rel, f"phase/{phase.name}/steps": float(phase.done),
+                         f"phase/{phase.name}/time_s": seconds}, step)
+    tracker.set_tags({f"stop_reason/{phase.name}": phase.stop_reason or "max_steps"})
+
+
+def start_hashes(model: PINNModel, points: Mapping[str, Points]) -> dict[str, str]:
+    """Short digests of the initial network (parameters and buffers) and the initial points of
+    every term: runs that pinnrun-compare pairs by seed must share both, whatever their scheme."""
+    state = model.state_dict()
+    return {"init_params_hash": digest(state[name] for name in sorted(state)),
+            "init_points_hash": digest(t for term in sorted(points) for t in (points[term].x, points[term].ids))}
+
+
+def digest(tensors: Iterable[Tensor]) -> str:
+    """The first 12 hex digits of the SHA-256 of the tensors' bytes on the host, in order."""
+    sha = hashlib.sha256()
+    for tensor in tensors:
+        sha.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return sha.hexdigest()[:12]
 
 
 def residuals(

@@ -336,6 +336,30 @@ def end_sweep_run(run: SweepRun, status: str, metrics: Mapping[str, float], file
     client.set_terminated(run.run_id, status=status)
 
 
+def existing_store(uri: Optional[str]) -> str:
+    """The resolved URI of a store that exists: readers (pinnrun-compare) must not create an empty
+    store where a path was mistyped, as MLflow does on first use of a sqlite or file URI."""
+    resolved = resolve_uri(uri)
+    scheme, sep, rest = resolved.partition(":")
+    if not sep or len(scheme) == 1:  # a bare path (or a Windows drive letter): MLflow's file store
+        scheme, rest = "file", resolved
+    if scheme == "sqlite":
+        path = rest[3:] if rest.startswith("///") else ""  # sqlite:///rel.db, sqlite:////abs.db; sqlite:// is in memory
+        if path and not Path(path).is_file():
+            raise ConfigError(f"tracking URI {resolved!r}: no store at {path} (pinnrun-compare reads stores, never creates one)")
+    elif scheme == "file":
+        path = rest.removeprefix("//")
+        if not Path(path).is_dir():
+            raise ConfigError(f"tracking URI {resolved!r}: no store at {path} (pinnrun-compare reads stores, never creates one)")
+    return resolved
+
+
+def log_artifacts_to(uri: str, run_id: str, directory: Path, artifact_path: str) -> None:
+    """Add a directory's files to an existing run (e.g. a finished sweep's parent) under `artifact_path`."""
+    client, _ = client_for(uri)
+    client.log_artifacts(run_id, str(directory), artifact_path)
+
+
 def experiment_ids(client: Any, names: Optional[Sequence[str]], uri: str) -> dict[str, str]:
     """Experiment id -> name for the named experiments (all active ones when `names` is empty)."""
     experiments = client.search_experiments()

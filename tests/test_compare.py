@@ -132,3 +132,35 @@ def test_bad_input_is_one_line_and_exit_2(store: str, args: list[str], message: 
         out, err = captured.out, captured.err
     assert code == 2 and out == ""
     assert err.startswith("pinnrun-compare: error:") and message in err and err.count("\n") == 1
+
+
+def test_a_group_that_pools_different_configs_is_named(store: str, capsys: pytest.CaptureFixture) -> None:
+    client = MlflowClient(tracking_uri=store)
+    run_id = add_run(client, "burgers", "uniform", final=0.3)
+    client.log_param(run_id, "optimizer.steps", "6000")  # the other uniform runs have no such key: 250-step sweep runs
+    code, _, err = cli(store, "--experiment", "burgers", capsys=capsys)
+    assert code == 0
+    assert "group burgers / uniform pools runs that differ in optimizer.steps" in err
+    assert "group burgers / sapinn" not in err
+
+
+def test_an_infinite_final_metric_counts_as_failed(store: str) -> None:
+    client = MlflowClient(tracking_uri=store)
+    add_run(client, "burgers", "sapinn", final=float("inf"))
+    table = compare.summarize(tracking.search_runs(store, ["burgers"])).set_index(["problem", "weighting"])
+    assert (table.loc[("burgers", "sapinn"), "n"], table.loc[("burgers", "sapinn"), "failed"]) == (2, 1)
+    assert table.loc[("burgers", "sapinn"), "mean"] == pytest.approx(np.mean(SAPINN))
+
+
+def test_the_median_curve_spans_only_the_range_every_run_reaches() -> None:
+    import matplotlib.pyplot as plt
+
+    history = pd.DataFrame({"run_id": ["a"] * 3 + ["b"] * 3, "step": [0, 10, 20, 5, 15, 40],
+                            "value": [1.0, 0.1, 0.01, 0.5, 0.05, 0.001], "time_s": 0.0})
+    fig, ax = plt.subplots()
+    compare.draw_curves(ax, history, pd.Series(["g", "g"], index=["a", "b"]), "step")
+    median = next(line for line in ax.get_lines() if line.get_label().startswith("g (n=2)"))
+    assert (median.get_xdata().min(), median.get_xdata().max()) == (5, 20)
+    at_10 = np.interp(10, median.get_xdata(), median.get_ydata())
+    assert at_10 == pytest.approx(10 ** np.median([np.log10(0.1), np.interp(10, [5, 15], np.log10([0.5, 0.05]))]), rel=1e-3)
+    plt.close(fig)

@@ -109,3 +109,29 @@ def test_optuna_sweeper_minimises_final_rel_l2(tmp_path: Path, tracking_uri: str
     results = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
     assert results.best_value == pytest.approx(children["metrics.final/l2_rel"].min())
     assert parent["tags.swept"] == "optimizer.lr" and parent["params.sweeper"] == "optuna"
+
+
+def test_a_scheme_sweep_gives_paired_ratios_that_match_its_runs(tmp_path: Path, tracking_uri: str, capsys) -> None:
+    """The compare issue's acceptance run, at a smaller budget: the --baseline table's ratios and
+    intervals equal those computed here from the runs' final metrics."""
+    import numpy as np
+    from scipy import stats
+
+    from pinnrun import compare
+
+    children, _, info = sweep(tmp_path, tracking_uri, "problem=oscillator", "problem.eval_grid=[64]",
+                              "weighting=uniform,sapinn,lra", "seed=0,1,2")
+    assert children["tags.init_params_hash"].nunique() == 3 and children["tags.init_points_hash"].nunique() == 3
+    assert compare.main(["--tracking-uri", tracking_uri, "--experiment", "oscillator", "--baseline", "weighting=uniform",
+                         "--csv", str(tmp_path / "out.csv")]) == 0
+    table = pd.read_csv(tmp_path / "out.csv").set_index("option")
+    final = children.pivot(index="tags.seed", columns="tags.weighting", values="metrics.final/l2_rel")
+    for option in ("sapinn", "lra"):
+        d = np.log(final[option] / final["uniform"])
+        interval = stats.ttest_1samp(d, 0).confidence_interval(0.95)
+        row = table.loc[option]
+        assert row["n_pairs"] == 3 and row["n_failed"] == 0
+        assert row["ratio"] == pytest.approx(np.exp(d.mean()), rel=1e-9)
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((np.exp(interval.low), np.exp(interval.high)), rel=1e-9)
+        assert row["p_value"] == pytest.approx(stats.wilcoxon(d, method="exact").pvalue)
+    assert f"parent run {info['parent_run_id']}" in capsys.readouterr().err

@@ -78,3 +78,21 @@ def test_same_seed_same_metrics(make_cfg, tmp_path: Path) -> None:
     third = run(make_cfg("device=cpu", "tracking.enabled=false", "seed=6"))
     assert first["final/l2_rel"] == second["final/l2_rel"]
     assert first["final/l2_rel"] != third["final/l2_rel"]
+
+
+def test_every_phase_logs_where_it_left_the_run(make_cfg, tmp_path: Path) -> None:
+    """phase/<name>/l2_rel, steps and time_s at the end of each phase: Adam's error is the one at its
+    last step (before L-BFGS takes over), the last phase's is the final one."""
+    final = run(make_cfg("device=cpu", "optimizer=adam_lbfgs", "optimizer.adam.steps=20", "optimizer.lbfgs.steps=10",
+                         "train.log_every=10", "train.eval_every=10", "train.progress=false", quick=False))
+    client, record = only_run(tmp_path)
+    metrics = record.data.metrics
+    adam_end = [m for m in client.get_metric_history(record.info.run_id, "l2_rel") if m.step == 20]
+    assert metrics["phase/adam/l2_rel"] == pytest.approx(adam_end[0].value, rel=1e-12)
+    assert metrics["phase/lbfgs/l2_rel"] == pytest.approx(final["final/l2_rel"], rel=1e-12)
+    assert metrics["phase/adam/l2_rel"] != metrics["phase/lbfgs/l2_rel"]
+    assert metrics["phase/adam/steps"] == 20 and 0 < metrics["phase/lbfgs/steps"] <= 10
+    assert metrics["phase/adam/steps"] + metrics["phase/lbfgs/steps"] == final["final/steps"]
+    assert 0 < metrics["phase/adam/time_s"] and 0 < metrics["phase/lbfgs/time_s"] < final["final/time_s"]
+    history = client.get_metric_history(record.info.run_id, "phase/adam/l2_rel")
+    assert [m.step for m in history] == [20]
