@@ -153,3 +153,25 @@ def plot_weight_map(points: Mapping[str, np.ndarray], weights: Mapping[str, np.n
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_causal_chunks(weights: np.ndarray, losses: np.ndarray, span: tuple[float, float], chunks: int,
+                       filled: np.ndarray, path: Path) -> None:
+    """Causal training's chunk weights w_k and chunk losses L(k) against time (Wang et al. 2024):
+    the weights fall to 0 past the time up to which the residual is already small."""
+    plt = pyplot()
+    low, high = span
+    t = low + (np.flatnonzero(filled) + 0.5) * (high - low) / chunks
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 4.8), sharex=True)
+    top.step(t, weights, where="mid")
+    top.set_ylabel("chunk weight w_k")
+    top.set_ylim(-0.05, 1.05)
+    bottom.semilogy(t, np.maximum(losses, 1e-300), marker=".")
+    bottom.set_ylabel("chunk loss L(k)")
+    bottom.set_xlabel("t")
+    for ax in (top, bottom):
+        ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+

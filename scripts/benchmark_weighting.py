@@ -9,6 +9,11 @@ reported with their ratio to the uniform step of the same run:
 - gradnorm refresh: a step that also measures every point's exact gradient norm (its Taylor-jet pass
   gives the norms and the step's gradient together);
 - gradnorm plain: a step between refreshes;
+- rba: the multipliers' update from the step's residuals (no gradient) and the weighted loss;
+- causal: the chunk losses and weights (no gradient) and the weighted loss;
+- ntk and gradnorm_terms, refresh and plain: a step that also computes the term weights (NTK traces
+  by one Taylor-jet pass per term; the term losses' gradient norms), and one between refreshes; the
+  amortised cost is (refresh + (k - 1) plain) / k at the scheme's default cadence k;
 - GP refit + predict (sapinn_gp resample, M = 1000 fit points, 10k predictions), the torch exact
   posterior and, when installed, scikit-learn's GaussianProcessRegressor with the same fixed
   kernel; reported as a share of the wall clock of `resample_every` sapinn steps.
@@ -30,7 +35,11 @@ from pinnrun.engine import residuals
 from pinnrun.models.mlp import MLP
 from pinnrun.problems.burgers import Burgers
 from pinnrun.samplers.random import RandomSampler
+from pinnrun.weighting.causal import Causal
 from pinnrun.weighting.gradnorm import GradNorm
+from pinnrun.weighting.gradnorm_terms import GradNormTerms
+from pinnrun.weighting.ntk import NTK
+from pinnrun.weighting.rba import RBA
 from pinnrun.weighting.sapinn import SelfAdaptive
 from pinnrun.weighting.sapinn_gp import GPConfig, gp_posterior_mean
 from pinnrun.weighting.uniform import Uniform
@@ -91,6 +100,12 @@ def main() -> None:
         "sapinn": (SelfAdaptive, {}),
         "gradnorm refresh": (GradNorm, {"update_every": 1}),
         "gradnorm plain": (GradNorm, {"update_every": 10**9}),
+        "rba": (RBA, {}),
+        "causal": (Causal, {}),
+        "ntk refresh": (NTK, {"update_every": 1}),
+        "ntk plain": (NTK, {"update_every": 10**9}),
+        "gradnorm_terms refresh": (GradNormTerms, {"update_every": 1}),
+        "gradnorm_terms plain": (GradNormTerms, {"update_every": 10**9}),
     }
     steps, times = {}, {name: [] for name in schemes}
     for name, (cls, options) in schemes.items():
@@ -107,9 +122,13 @@ def main() -> None:
 
     base = median_ms(times["uniform"])
     print(f"Burgers 8x20, {args.points} PDE points, float32, {device}, {args.threads} thread(s), {args.rounds} rounds")
-    print(f"{'step':<18} {'median ms':>10} {'x uniform':>10}")
+    print(f"{'step':<24} {'median ms':>10} {'x uniform':>10}")
     for name, samples in times.items():
-        print(f"{name:<18} {median_ms(samples):>10.2f} {median_ms(samples) / base:>10.2f}")
+        print(f"{name:<24} {median_ms(samples):>10.2f} {median_ms(samples) / base:>10.2f}")
+    for name, cls in (("ntk", NTK), ("gradnorm_terms", GradNormTerms)):
+        every = cls.Config().update_every
+        amortised = (median_ms(times[f"{name} refresh"]) + (every - 1) * median_ms(times[f"{name} plain"])) / every
+        print(f"{name + ' amortised':<24} {amortised:>10.2f} {amortised / base:>10.2f}   (a refresh every {every} steps)")
 
     cfg = GPConfig()
     x_fit, x_new = points["pde"].x[: cfg.fit_points], points["pde"].x

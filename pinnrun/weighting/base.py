@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 import torch
@@ -119,6 +120,7 @@ class Weighting(ABC):
     """Base scheme: term constants only. Subclasses override the hooks they need."""
 
     Config = WeightingConfig
+    composes_terms = False  # term_weights needs only the term losses: the scheme can weight another's terms (causal)
 
     def __init__(self, cfg: WeightingConfig, problem: Problem, model: nn.Module):
         self.cfg = cfg
@@ -140,6 +142,12 @@ class Weighting(ABC):
         the engine's residuals, unless a scheme needs its own pass over the network (gradnorm's refresh)."""
         return self.loss(compute_residuals(points), points, step)
 
+    def term_weights(self, losses: Mapping[str, Tensor], step: int) -> dict[str, Tensor]:
+        """Term weights lam_i for the per-term losses L_i of this step (scalars with their graphs to the
+        network): what a term-level scheme computes, so that a per-point scheme (causal) can hand it
+        its own point-weighted term losses. {} (every lam_i = 1) for schemes without term weights."""
+        return {}
+
     def after_step(self, ascent: bool) -> None:
         """Called after each optimizer step; `ascent` is False in phases where weights are frozen."""
 
@@ -154,6 +162,10 @@ class Weighting(ABC):
     def metrics(self) -> dict[str, Tensor]:
         """Scheme-specific metrics for the log step: per-point weight summaries by default."""
         return weight_summaries(self.point_weights())
+
+    def artifacts(self, stem: Path) -> list[Path]:
+        """Scheme-specific figures written beside the weight histograms and maps (`stem` + suffix)."""
+        return []
 
     def state_dict(self) -> dict[str, Any]:
         return {}

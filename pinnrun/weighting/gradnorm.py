@@ -1,5 +1,8 @@
 """Per-point gradient-norm weighting: w_j proportional to 1 / ||grad_theta r_j^2||, normalised to
-mean 1 within each term, so every point pushes the parameters about equally hard.
+mean 1 within each term, so every point pushes the parameters about equally hard. Since
+||grad r_j^2|| = 2 |r_j| ||grad r_j||, it down-weights the high-residual points (a shock), the
+opposite of SA-PINN and RBA; it is the course's scheme, not a published one (jaxpi's grad-norm is
+term level: `gradnorm_terms`).
 
 Refreshed every k steps of adaptive phases. Points whose gradient is numerical noise would get
 huge weights, so norms below `floor` times the term's mean norm count as that floor, weights are
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations_with_replacement
-from typing import Any, List, Mapping, Optional
+from typing import Any, Callable, List, Mapping, Optional
 
 import torch
 from torch import Tensor, nn
@@ -145,10 +148,16 @@ LayerRecord = tuple[list[Tensor], list[Tensor]]
 """One Linear layer in the jet: its K input channels (N, fan_in) and K output channels (N, fan_out)."""
 
 
-def jet_pass(model: nn.Module, layers: list[nn.Module], term: Term, x: Tensor,
-             input_names: tuple[str, ...]) -> tuple[Tensor, list[LayerRecord], list[list[Tensor]]]:
+def squared_sum(residual: Tensor) -> Tensor:
+    return residual.square().sum()
+
+
+def jet_pass(model: nn.Module, layers: list[nn.Module], term: Term, x: Tensor, input_names: tuple[str, ...],
+             objective: Callable[[Tensor], Tensor] = squared_sum) -> tuple[Tensor, list[LayerRecord], list[list[Tensor]]]:
     """One term's residual through the network's Taylor jet, with every Linear layer's record and
-    the back-propagated deltas d(sum_j r_j^2)/d(layer output), K per layer (no parameter gradients)."""
+    the back-propagated deltas d(objective(r))/d(layer output), K per layer (no parameter gradients).
+    The objective is a sum over points (sum_j r_j^2 here; sum_j r_j gives the Jacobian rows of r
+    that the NTK scheme needs), so each point's deltas are its own term's."""
     pairs = second_order_pairs(term, input_names)
     with torch.enable_grad():
         z0 = model.embedding(x.detach())
@@ -156,7 +165,7 @@ def jet_pass(model: nn.Module, layers: list[nn.Module], term: Term, x: Tensor,
         surrogate = taylor_network(jet, z0, pairs)
         residual = term.residual(autograd_fields(lambda inputs: model.surround(inputs, surrogate), x, input_names, term.derivatives))
         outputs = [out for _, layer_outputs in records for out in layer_outputs]
-        flat = iter(torch.autograd.grad(residual.square().sum(), outputs))
+        flat = iter(torch.autograd.grad(objective(residual), outputs))
     deltas = [[next(flat) for _ in layer_outputs] for _, layer_outputs in records]
     return residual.detach(), records, deltas
 

@@ -70,19 +70,26 @@ class LRA(Weighting):
         self.lam = {term: torch.ones((), device=like.device, dtype=like.dtype) for term in problem.terms if term != cfg.reference}
         self.refresh = Refresh(cfg.update_every)
 
-    def loss(self, residuals: Mapping[str, Tensor], points: Mapping[str, Points], step: int) -> tuple[Tensor, dict[str, Tensor]]:
-        if self.refresh.due(step):
-            self.update(residuals)
-        return weighted_loss(residuals, self.constants, term_weights=self.lam)
+    composes_terms = True
 
-    def update(self, residuals: Mapping[str, Tensor]) -> None:
-        """One step of Algorithm 1: estimate lam_hat_i from this step's gradients, then average."""
+    def loss(self, residuals: Mapping[str, Tensor], points: Mapping[str, Points], step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        lam = self.term_weights({term: r.square().mean() for term, r in residuals.items()}, step)
+        return weighted_loss(residuals, self.constants, term_weights=lam)
+
+    def term_weights(self, losses: Mapping[str, Tensor], step: int) -> dict[str, Tensor]:
+        if self.refresh.due(step):
+            self.update(losses)
+        return self.lam
+
+    def update(self, losses: Mapping[str, Tensor]) -> None:
+        """One step of Algorithm 1: estimate lam_hat_i from this step's gradients of the term losses
+        L_i (the unweighted mean squares, or another scheme's term losses), then average."""
         params = [p for p in self.model.parameters() if p.requires_grad]
         scale, spread = STATISTICS[self.cfg.variant]
-        reference = flat_gradient(residuals[self.cfg.reference].square().mean(), params)
+        reference = flat_gradient(losses[self.cfg.reference], params)
         numerator = scale(reference)
         for term in self.lam:
-            gradient = flat_gradient(residuals[term].square().mean(), params)
+            gradient = flat_gradient(losses[term], params)
             estimate = numerator / spread(gradient).clamp_min(torch.finfo(gradient.dtype).tiny)
             self.lam[term] = moving_average(self.cfg.variant, self.cfg.alpha, self.lam[term], estimate)
 

@@ -46,5 +46,5 @@ class WeightRecorder:
         np.savez_compressed(f"{stem}.npz", input_names=np.array(self.input_names), **arrays)
         plots.plot_weight_histograms(weights, step, Path(f"{stem}_hist.png"))
         plots.plot_weight_map(coords, weights, self.input_names, step, Path(f"{stem}_map.png"))
-        for suffix in (".npz", "_hist.png", "_map.png"):
-            self.tracker.log_artifact(Path(f"{stem}{suffix}"), "weights")
+        for path in [Path(f"{stem}{suffix}") for suffix in (".npz", "_hist.png", "_map.png")] + weighting.artifacts(stem):
+            self.tracker.log_artifact(path, "weights")

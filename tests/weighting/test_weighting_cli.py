@@ -77,3 +77,20 @@ def test_sapinn_refuses_a_resampling_sampler_before_the_run(tmp_path: Path) -> N
     assert result.returncode == 2
     assert "pinnrun: error: sampler.resample_every=100: weighting=sapinn" in result.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(("scheme", "metric", "artifact"), [
+    ("gradnorm_terms", "gradnorm_terms/ic", None),
+    ("ntk", "ntk/bc", None),
+    ("rba", "w/pde/p99", "weights/step_0000030_map.png"),
+    ("causal", "causal/w_last", "weights/step_0000030_causal.png"),
+    ("causal weighting.term_scheme=gradnorm_terms", "gradnorm_terms/pde", "weights/step_0000030_causal.png"),
+])
+def test_newer_schemes_run_end_to_end_and_log_their_summaries(tmp_path: Path, scheme: str, metric: str,
+                                                               artifact: str | None) -> None:
+    run_scheme(tmp_path, f"weighting={scheme.split()[0]}", *scheme.split()[1:])
+    client, run = logged_run(tmp_path)
+    assert run.info.status == "FINISHED" and np.isfinite(run.data.metrics["final/l2_rel"])
+    assert metric in run.data.metrics and run.data.metrics[metric] > 0
+    if artifact:
+        assert artifact in {a.path for a in client.list_artifacts(run.info.run_id, "weights")}
