@@ -193,6 +193,10 @@ def check_notes(table: pd.DataFrame) -> list[str]:
             notes.append(f"{label}: the t-interval [{r['ci_low']:.3g}, {r['ci_high']:.3g}] excludes 1 but the Holm-adjusted "
                          f"signed-rank p is {r['p_holm']:.3g} (the exact test's smallest p with {r['n_pairs']} pairs is "
                          f"{2 / 2 ** r['n_pairs']:.3g}): the verdict waits for more seeds")
+        if t_has_one and r["verdict"] in ("better", "worse"):
+            notes.append(f"{label}: {r['verdict']} by the signed-rank test (Holm p {r['p_holm']:.3g}, wins {r['wins']}) "
+                         f"while the t-interval [{r['ci_low']:.3g}, {r['ci_high']:.3g}] includes 1: most pairs lean one way, "
+                         "a few far the other")
         if r["n_failed"]:
             notes.append(f"{label}: {r['n_failed']} pair(s) lost to FAILED/KILLED/non-finite runs, excluded from the statistics")
     return notes
@@ -272,7 +276,7 @@ def plot_forest(table: pd.DataFrame, rows: Sequence[Row], baseline: Baseline, pa
         if math.isfinite(r["ci_low"]):
             ax.plot([r["ci_low"], r["ci_high"]], [position, position], color=color, lw=2)
         ax.plot(r["ratio"], position, "o", color=color)
-        ax.annotate(f"n={r['n_pairs']}, p={p_text(r['p_holm'])}", (r["ratio"], position), xytext=(0, 6),
+        ax.annotate(f"n={r['n_pairs']}, Holm p={p_text(r['p_holm'])}", (r["ratio"], position), xytext=(0, 6),
                     textcoords="offset points", fontsize=7, ha="center")
     ax.axvline(1.0, color="black", lw=0.8, ls="--")
     ax.set_yticks(y, [row_label(row, baseline).replace("\n", ": ") for row in rows], fontsize=8)
