@@ -60,10 +60,17 @@ class Parts:
 
 def validate(cfg: DictConfig) -> dict[str, Option]:
     """Check every value of the config; raises ConfigError before anything is created."""
+    options = check_values(cfg)
+    check_cuda_graphs(cfg.engine.cuda_graphs, resolve_device(cfg.device))
+    return options
+
+
+def check_values(cfg: DictConfig) -> dict[str, Option]:
+    """The checks that do not depend on this machine's devices (what `pinnrun --multirun` runs on
+    every swept value before launching); raises ConfigError."""
     validate_top_level(cfg)
     options = {group: parse_option(group, cfg[group]) for group in GROUPS}
     options["weighting"].cls.reconcile_sampler(options["weighting"].cfg, options["sampler"].cfg)
-    check_cuda_graphs(cfg.engine.cuda_graphs, resolve_device(cfg.device))
     return options
 
 

@@ -92,9 +92,11 @@ def test_slurm_launcher_submits_the_intended_job_array(tmp_path: Path, tracking_
 
 @pytest.mark.slow
 def test_a_sweep_stopped_by_an_error_closes_its_parent_as_failed(tmp_path: Path, tracking_uri: str) -> None:
+    """An error only the job can see (a missing checkpoint: typos stop a sweep before it starts),
+    raised out of the job (PINNRUN_DEBUG=1; otherwise the job fails and the sweep carries on)."""
     result = run_cli(["--multirun", f"hydra.sweep.dir={tmp_path / 'sweep'}", f"tracking.uri={tracking_uri}", *TINY,
-                      "train.eval_every=10,0"], cwd=tmp_path, timeout=600)
-    assert result.returncode != 0 and "train.eval_every=0: must be > 0" in result.stderr
+                      "resume=null,/nonexistent/checkpoint.pt"], cwd=tmp_path, timeout=600, env={"PINNRUN_DEBUG": "1"})
+    assert result.returncode != 0 and "resume='/nonexistent/checkpoint.pt': no such checkpoint file" in result.stderr
     info = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     runs = tracking.search_runs(tracking_uri).set_index("run_id")
     parent = runs.loc[info["parent_run_id"]]
