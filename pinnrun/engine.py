@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import math
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,21 +19,20 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
-from tqdm.auto import tqdm
 
 import pinnrun
-from pinnrun import plots
+from pinnrun import plots, report
 from pinnrun.checkpoint import CHECKPOINT, Progress, checkpoint_payload, find_checkpoint, restore, save_checkpoint
 from pinnrun.config import GROUPS, ConfigError, Option, parse_option, validate_top_level
 from pinnrun.derivatives import ENGINES, FieldsFunction, autograd_fields
 from pinnrun.models.base import PINNModel
 from pinnrun.optim.base import Phase
 from pinnrun.problems.base import Evaluation, Problem
-from pinnrun.runtime import (DTYPES, RunInterrupted, StopOnSignal, check_cuda_graphs, process_age, resolve_device,
+from pinnrun.runtime import (DTYPES, JOB_CLOCK, RunInterrupted, StopOnSignal, check_cuda_graphs, resolve_device,
                              seed_everything, set_threads, use_deterministic)
 from pinnrun.samplers.base import Points, Sampler
 from pinnrun.sweep import sweep_tags
-from pinnrun.tracking import Tracker, flatten, open_run
+from pinnrun.tracking import Tracker, flatten, open_run, run_location
 from pinnrun.weighting.base import ResidualFunction, Weighting
 from pinnrun.weighting.record import WeightRecorder
 
@@ -90,7 +90,9 @@ def build(cfg: DictConfig, options: Mapping[str, Option]) -> Parts:
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
-    """Validate, build, train and record one run (or continue one with `resume=`); returns the final metrics."""
+    """Validate, build, train and record one run (or continue one with `resume=`); returns the final
+    metrics and prints the closing summary on stderr."""
+    JOB_CLOCK.start()
     options = validate(cfg)
     out_dir = writable_directory(Path(cfg.output.dir))
     resume = find_checkpoint(cfg.resume, cfg.tracking, out_dir) if cfg.resume else None
@@ -105,7 +107,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     experiment = cfg.tracking.experiment or names["problem"]
     with StopOnSignal() as stop, open_run(cfg.tracking, experiment, run_name, tags, params, progress.run_id) as tracker:
         progress.run_id = tracker.run_id
-        return train(parts, cfg, tracker, out_dir, progress, stop)
+        final = train(parts, cfg, tracker, out_dir, progress, stop)
+    location = run_location(cfg.tracking.uri, tracker.run_id) if tracker.run_id else None
+    print(report.run_summary(run_name, final, progress.best, JOB_CLOCK.age(), out_dir, experiment, location), file=sys.stderr)
+    return final
 
 
 def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progress: Progress, stop: StopOnSignal) -> dict[str, float]:
@@ -136,8 +141,8 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
         return residual_values(problem, model, term, x, parts)
 
     total = sum(phase.steps for phase in parts.phases)
-    bar = tqdm(total=total, initial=p.step, disable=None if cfg.train.progress else True, dynamic_ncols=True, desc=problem.name)
-    startup = process_age()
+    bar = report.RunProgress(total, p.step, problem.name, cfg.train.progress)
+    startup = JOB_CLOCK.age()
     if startup is not None:
         tracker.log_metrics({"time/startup_s": startup}, p.step)
     started = logged_at = time.perf_counter()

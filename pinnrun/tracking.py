@@ -277,6 +277,27 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 
+def run_location(uri: Optional[str], run_id: str) -> tuple[str, str, str]:
+    """(tracking URI, experiment id, run id) of a run, the URI with an absolute sqlite path, so
+    the `mlflow ui` command a summary prints works from any directory. The experiment id is ""
+    when the store does not answer (the run's files are all in its output directory anyway)."""
+    resolved = resolve_uri(uri)
+    try:
+        experiment_id = client_for(resolved)[0].get_run(run_id).info.experiment_id
+    except Exception as exc:  # any store error: the summary goes without the address
+        LOG.warning("tracking: could not look up run %s (%s)", run_id, type(exc).__name__)
+        experiment_id = ""
+    return absolute_sqlite_uri(resolved), experiment_id, run_id
+
+
+def absolute_sqlite_uri(uri: str) -> str:
+    """`sqlite:///mlflow.db` -> `sqlite:////abs/dir/mlflow.db`; other URIs unchanged."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri.startswith(prefix + "/"):
+        return uri
+    return prefix + os.path.abspath(uri[len(prefix):])
+
+
 def resolve_uri(uri: Optional[str]) -> str:
     """The tracking URI to use: the given one, else MLflow's default (the local store)."""
     import mlflow
