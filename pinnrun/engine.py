@@ -291,14 +291,27 @@ def write_outputs(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path
     if cfg.output.plots:
         plot_dir = out_dir / "plots"
         plot_dir.mkdir(exist_ok=True)
-        plots.plot_losses(progress.history, list(problem.terms), plot_dir / "losses.png")
-        plots.plot_l2(progress.history, plot_dir / "l2_rel.png")
-        plots.plot_fields(evaluation.inputs, u_pred, evaluation.u_ref, evaluation.shape, problem.input_names, plot_dir / "fields.png")
+        starts = phase_starts(parts.phases)
+        names = option_names(cfg)
+        title = plots.fields_title(names["problem"], names["weighting"], cfg.seed, rel_l2(u_pred, evaluation.u_ref))
+        plots.plot_losses(progress.history, list(problem.terms), plot_dir / "losses.png", starts)
+        plots.plot_l2(progress.history, plot_dir / "l2_rel.png", starts)
+        plots.plot_fields(evaluation.inputs, u_pred, evaluation.u_ref, evaluation.shape, problem.input_names, title,
+                          plot_dir / "fields.png")
         files.append((plot_dir, "plots"))
     for path, artifact_path in files:
         tracker.log_artifact(path, artifact_path)
     if cfg.output.checkpoint:
         save_and_log_checkpoint(parts, cfg, tracker, out_dir, progress)
+
+
+def phase_starts(phases: list[Phase]) -> list[tuple[int, str]]:
+    """(step, name) where each optimizer phase after the first took over, for the plots' markers."""
+    starts, step = [], 0
+    for previous, phase in zip(phases, phases[1:]):
+        step += previous.done
+        starts.append((step, phase.name))
+    return starts
 
 
 def save_and_log_checkpoint(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progress: Progress) -> None:
