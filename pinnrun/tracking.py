@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 
 RUN_COLUMNS = ("run_id", "run_name", "experiment", "status", "start_time", "end_time")
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
+# MLflow 3's UI opens an experiment on the view its `mlflow.experimentKind` tag names; untagged, it
+# may guess GenAI and open on traces. "custom_model_development" (mlflow/server/js, the
+# ExperimentKind enum) opens on the runs table.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_TAGS = {EXPERIMENT_KIND: "custom_model_development"}
 
 Rows = Sequence[tuple[int, Mapping[str, float]]]
 """(step, metrics) pairs, logged together."""
@@ -249,19 +254,21 @@ def download_artifact(cfg: TrackingConfig, run_id: str, name: str, destination: 
 
 
 def experiment_id_for(client: Any, name: str) -> str:
-    """The id of the named experiment, created if absent (tolerating a concurrent creator)."""
+    """The id of the named experiment, created if absent (tolerating a concurrent creator), and
+    tagged as a model-training experiment unless it says what kind it is."""
     from mlflow.exceptions import MlflowException
 
-    existing = client.get_experiment_by_name(name)
-    if existing is not None:
-        return existing.experiment_id
-    try:
-        return client.create_experiment(name)
-    except MlflowException:
-        again = client.get_experiment_by_name(name)
-        if again is None:
-            raise
-        return again.experiment_id
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name, tags=EXPERIMENT_TAGS)
+        except MlflowException:
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if EXPERIMENT_KIND not in experiment.tags:
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, EXPERIMENT_TAGS[EXPERIMENT_KIND])
+    return experiment.experiment_id
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -78,3 +78,15 @@ def test_same_seed_same_metrics(make_cfg, tmp_path: Path) -> None:
     third = run(make_cfg("device=cpu", "tracking.enabled=false", "seed=6"))
     assert first["final/l2_rel"] == second["final/l2_rel"]
     assert first["final/l2_rel"] != third["final/l2_rel"]
+
+
+def test_experiments_open_on_their_runs_in_mlflow_ui(make_cfg, tmp_path: Path) -> None:
+    """MLflow 3's UI picks an experiment's view from `mlflow.experimentKind`: pinnrun tags the
+    experiments it creates, and untagged ones it logs into, as model training (the runs table)."""
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client.create_experiment("helmholtz")  # made before pinnrun tagged experiments
+    client.create_experiment("wave", tags={"mlflow.experimentKind": "genai_development"})  # the user's choice
+    for problem in ("burgers", "helmholtz", "wave"):
+        run(make_cfg(f"problem={problem}", "device=cpu", "problem.eval_grid=[8,8]"))
+    kinds = {name: client.get_experiment_by_name(name).tags.get("mlflow.experimentKind") for name in ("burgers", "helmholtz", "wave")}
+    assert kinds == {"burgers": "custom_model_development", "helmholtz": "custom_model_development", "wave": "genai_development"}
