@@ -72,15 +72,16 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
 
 def remove_unused_output_dir() -> None:
     """After a configuration error, remove the job's output directory if it holds only what Hydra
-    wrote before the job started (`.hydra/` and the job's log), and the parents that leaves empty:
-    a typo leaves no `outputs/<date>/<time>/` behind. A directory with anything else is kept."""
+    wrote before the job started (`.hydra/` and the job's log), and the parents that leaves empty
+    below the working directory: a typo leaves no `outputs/<date>/<time>/` behind. A directory with
+    anything else in it, the working directory and those above it are kept."""
     hydra_cfg = HydraConfig.get()
     out = Path(hydra_cfg.runtime.output_dir).absolute()
+    cwd = Path.cwd().absolute()
     hydra_files = {str(hydra_cfg.output_subdir), f"{hydra_cfg.job.name}.log"}
-    if not out.is_dir() or any(path.name not in hydra_files for path in out.iterdir()):
+    if out == cwd or out in cwd.parents or not out.is_dir() or any(path.name not in hydra_files for path in out.iterdir()):
         return
     shutil.rmtree(out)
-    cwd = Path.cwd().absolute()
     for parent in out.parents:
         if parent == cwd or cwd not in parent.parents or any(parent.iterdir()):
             break

@@ -19,10 +19,13 @@ from typing import Any, Mapping, Optional, TextIO
 
 from tqdm.auto import tqdm
 
+from pinnrun.tracking import RUNS_VIEW_KEY
+
 LOG = logging.getLogger("pinnrun")
 PROGRESS_PERCENT = 10.0
 PROGRESS_SECONDS = 60.0
 UI_ADDRESS = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+ML_VIEW = "workflowType=machine_learning"  # MLflow 3's model-training view rather than GenAI's
 
 
 class RunProgress:
@@ -104,13 +107,18 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def browse_hint(uri: str, experiment_id: str, run_id: Optional[str] = None) -> str:
-    """How to look at an experiment (or one run) in MLflow's UI: the address on a tracking
-    server; for a local store, the `mlflow ui` command for it and the address it will serve."""
-    page = f"#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "") if experiment_id else ""
-    if uri.startswith(("http://", "https://")):
-        return f"{uri.rstrip('/')}/{page}"
-    return f"{command('mlflow')} ui --backend-store-uri {uri}   then open {UI_ADDRESS}/{page}"
+def browse_hint(uri: str, experiment_id: str, run_id: Optional[str] = None) -> list[str]:
+    """How to look at an experiment's runs table (pinnrun's view: final metrics and options, best
+    first) and one run in MLflow's UI: the addresses on a tracking server; for a local store, the
+    `mlflow ui` command for it first."""
+    server = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_ADDRESS
+    lines = [] if server != UI_ADDRESS else [f"{command('mlflow')} ui --backend-store-uri {uri}   then open"]
+    if experiment_id:
+        page = f"{server}/#/experiments/{experiment_id}/runs"
+        lines.append(f"{page}?viewStateShareKey={RUNS_VIEW_KEY}&{ML_VIEW}   (the runs table)")
+        if run_id:
+            lines.append(f"{page}/{run_id}?{ML_VIEW}   (this run)")
+    return lines
 
 
 def run_summary(run_name: str, final: Mapping[str, float], best: float, wall_s: Optional[float], out_dir: Path,
@@ -127,8 +135,8 @@ def run_summary(run_name: str, final: Mapping[str, float], best: float, wall_s: 
         lines.append("  MLflow: off (tracking.enabled=false)")
     else:
         uri, experiment_id, run_id = location
-        lines += [f"  MLflow: experiment {experiment!r} (id {experiment_id}), run {run_id}, in {uri}",
-                  f"  browse: {browse_hint(uri, experiment_id, run_id)}"]
+        lines.append(f"  MLflow: experiment {experiment!r} (id {experiment_id}), run {run_id}, in {uri}")
+        lines += indented("  browse: ", browse_hint(uri, experiment_id, run_id))
     return "\n".join(lines)
 
 
@@ -143,4 +151,9 @@ def sweep_summary(sweep_id: str, sweep_dir: Path, statuses: Mapping[str, int], t
     store = f" --tracking-uri {location[0]}" if tracking_uri else ""
     return "\n".join([f"pinnrun: sweep {sweep_id}: {counts}; outputs in {display_path(sweep_dir)}",
                       f"  compare: {command('pinnrun-compare')}{store} --sweep {sweep_id}",
-                      f"  browse:  {browse_hint(*location)}"])
+                      *indented("  browse:  ", browse_hint(*location))])
+
+
+def indented(label: str, lines: list[str]) -> list[str]:
+    """`label` before the first line, the others aligned under it."""
+    return [(label if i == 0 else " " * len(label)) + line for i, line in enumerate(lines)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import tempfile
@@ -27,11 +28,21 @@ if TYPE_CHECKING:
 
 RUN_COLUMNS = ("run_id", "run_name", "experiment", "status", "start_time", "end_time")
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
-# MLflow 3's UI opens an experiment on the view its `mlflow.experimentKind` tag names; untagged, it
-# may guess GenAI and open on traces. "custom_model_development" (mlflow/server/js, the
-# ExperimentKind enum) opens on the runs table.
+# What MLflow's UI shows when it opens an experiment (read in mlflow/server/js of MLflow 3.17).
+# `mlflow.experimentKind` is the experiment's kind ("custom_model_development": model training,
+# not GenAI), which the UI reads where its GenAI / Model-training switch is off; with the switch
+# (3.17) the view follows the `workflowType` address parameter, else the browser's last choice
+# (GenAI at first), so the addresses pinnrun prints carry workflowType=machine_learning.
+# `mlflow.sharedViewState.<key>` holds a runs-table view (columns, sort) that an address opens
+# with `viewStateShareKey=<key>`: pinnrun's shows the final metrics and the chosen options, best first.
 EXPERIMENT_KIND = "mlflow.experimentKind"
-EXPERIMENT_TAGS = {EXPERIMENT_KIND: "custom_model_development"}
+RUNS_VIEW_KEY = "pinnrun"
+RUNS_VIEW = {"selectedColumns": ["metrics.`final/l2_rel`", "metrics.`l2_rel_best`", "metrics.`final/steps`",
+                                 "metrics.`final/time_s`", "tags.`weighting`", "tags.`seed`", "tags.`sampler`",
+                                 "tags.`optimizer`", "tags.`model`"],
+             "orderByKey": "metrics.`final/l2_rel`", "orderByAsc": True}
+EXPERIMENT_TAGS = {EXPERIMENT_KIND: "custom_model_development",
+                   f"mlflow.sharedViewState.{RUNS_VIEW_KEY}": json.dumps(RUNS_VIEW)}
 
 Rows = Sequence[tuple[int, Mapping[str, float]]]
 """(step, metrics) pairs, logged together."""
@@ -254,8 +265,8 @@ def download_artifact(cfg: TrackingConfig, run_id: str, name: str, destination: 
 
 
 def experiment_id_for(client: Any, name: str) -> str:
-    """The id of the named experiment, created if absent (tolerating a concurrent creator), and
-    tagged as a model-training experiment unless it says what kind it is."""
+    """The id of the named experiment, created if absent (tolerating a concurrent creator), with
+    pinnrun's experiment tags (EXPERIMENT_TAGS) where it does not have them yet."""
     from mlflow.exceptions import MlflowException
 
     experiment = client.get_experiment_by_name(name)
@@ -266,8 +277,9 @@ def experiment_id_for(client: Any, name: str) -> str:
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
                 raise
-    if EXPERIMENT_KIND not in experiment.tags:
-        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, EXPERIMENT_TAGS[EXPERIMENT_KIND])
+    for key, value in EXPERIMENT_TAGS.items():
+        if key not in experiment.tags:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
     return experiment.experiment_id
 
 

@@ -66,14 +66,17 @@ def test_run_summary_names_result_output_and_mlflow_run(tmp_path: Path) -> None:
                         "4 min 40 s training, 4 min 52 s since start")
     assert lines[1] == f"  output: {tmp_path / 'out'}"
     assert lines[2] == f"  MLflow: experiment 'burgers' (id 1), run abc123, in sqlite:///{tmp_path}/mlflow.db"
-    assert re.fullmatch(rf"  browse: \S*mlflow ui --backend-store-uri sqlite:///{tmp_path}/mlflow.db   then open "
-                        r"http://127.0.0.1:5000/#/experiments/1/runs/abc123", lines[3])
+    assert re.fullmatch(rf"  browse: \S*mlflow ui --backend-store-uri sqlite:///{tmp_path}/mlflow.db   then open", lines[3])
+    assert lines[4:] == [
+        "          http://127.0.0.1:5000/#/experiments/1/runs?viewStateShareKey=pinnrun&workflowType=machine_learning   (the runs table)",
+        "          http://127.0.0.1:5000/#/experiments/1/runs/abc123?workflowType=machine_learning   (this run)"]
     off = report.run_summary("x", final, 1.0, None, tmp_path, "burgers", None)
     assert off.splitlines()[-1] == "  MLflow: off (tracking.enabled=false)" and "since start" not in off
 
 
 def test_browse_hint_on_a_tracking_server_is_its_address() -> None:
-    assert report.browse_hint("http://host:5000/", "4", "r1") == "http://host:5000/#/experiments/4/runs/r1"
+    assert report.browse_hint("http://host:5000/", "4") == [
+        "http://host:5000/#/experiments/4/runs?viewStateShareKey=pinnrun&workflowType=machine_learning   (the runs table)"]
 
 
 def test_cli_run_prints_progress_and_a_closing_summary(tmp_path: Path) -> None:
@@ -84,7 +87,7 @@ def test_cli_run_prints_progress_and_a_closing_summary(tmp_path: Path) -> None:
     (run_dir,) = (tmp_path / "outputs").glob("*/*")
     assert summary[1] == f"  output: {run_dir.relative_to(tmp_path)}"
     (run_id,) = [row[0] for row in mlflow_run_ids(tmp_path / "mlflow.db")]
-    assert f"run {run_id}, in sqlite:///{tmp_path}/mlflow.db" in summary[2] and f"#/experiments/1/runs/{run_id}" in summary[3]
+    assert f"run {run_id}, in sqlite:///{tmp_path}/mlflow.db" in summary[2] and f"#/experiments/1/runs/{run_id}?" in summary[5]
     assert mlflow_runs(tmp_path / "mlflow.db") == [("burgers-uniform-s1", "FINISHED")]
 
 

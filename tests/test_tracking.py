@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -81,12 +83,18 @@ def test_same_seed_same_metrics(make_cfg, tmp_path: Path) -> None:
 
 
 def test_experiments_open_on_their_runs_in_mlflow_ui(make_cfg, tmp_path: Path) -> None:
-    """MLflow 3's UI picks an experiment's view from `mlflow.experimentKind`: pinnrun tags the
-    experiments it creates, and untagged ones it logs into, as model training (the runs table)."""
+    """pinnrun tags the experiments it creates, and untagged ones it logs into, as model training
+    (`mlflow.experimentKind`) with a runs-table view of the final metrics, best first; a tag the
+    user set is kept."""
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     client.create_experiment("helmholtz")  # made before pinnrun tagged experiments
     client.create_experiment("wave", tags={"mlflow.experimentKind": "genai_development"})  # the user's choice
     for problem in ("burgers", "helmholtz", "wave"):
         run(make_cfg(f"problem={problem}", "device=cpu", "problem.eval_grid=[8,8]"))
-    kinds = {name: client.get_experiment_by_name(name).tags.get("mlflow.experimentKind") for name in ("burgers", "helmholtz", "wave")}
-    assert kinds == {"burgers": "custom_model_development", "helmholtz": "custom_model_development", "wave": "genai_development"}
+    tags = {name: client.get_experiment_by_name(name).tags for name in ("burgers", "helmholtz", "wave")}
+    assert {name: t.get("mlflow.experimentKind") for name, t in tags.items()} == {
+        "burgers": "custom_model_development", "helmholtz": "custom_model_development", "wave": "genai_development"}
+    view = json.loads(tags["helmholtz"]["mlflow.sharedViewState.pinnrun"])  # the view the printed address opens
+    assert view["orderByKey"] == "metrics.`final/l2_rel`" and view["orderByAsc"] is True
+    assert {"metrics.`final/l2_rel`", "tags.`weighting`", "tags.`seed`"} <= set(view["selectedColumns"])
+    assert all(re.fullmatch(r"(metrics|tags)\.`[\w/.]+`", column) for column in view["selectedColumns"])
