@@ -104,12 +104,14 @@ def precheck(args: list[str]) -> Optional[str]:
     overrides = [arg for arg in args if arg not in SWEEP_FLAGS]
     if any(arg.startswith("-") for arg in overrides):
         return None
+    if multirun:
+        from pinnrun.engine import check_values  # imports torch, which a sweep's jobs import anyway
     try:
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
             for variant in sweep_variants(overrides) if multirun else [overrides]:
                 cfg = compose("config", overrides=variant)
-                if multirun:
-                    check_job_values(cfg)
+                if multirun:  # a single run checks its values itself; the device is checked where a job lands
+                    check_values(cfg)
     except (HydraException, OmegaConfBaseException, yaml.YAMLError) as exc:
         return describe_compose_error(exc, overrides)
     except ConfigError as exc:
@@ -136,14 +138,6 @@ def sweep_variants(overrides: Sequence[str]) -> Iterator[list[str]]:
     for index, (key, values) in enumerate(swept):
         for value in values[1:]:
             yield fixed + [*first[:index], f"{key}={value}", *first[index + 1:]]
-
-
-def check_job_values(cfg: DictConfig) -> None:
-    """The value checks each job makes before it starts (ConfigError), except those that depend on
-    the machine the job lands on (its device): a sweep launched from a login node may target GPUs."""
-    from pinnrun.engine import check_values
-
-    check_values(cfg)
 
 
 def describe_compose_error(exc: Exception, overrides: Sequence[str] = ()) -> str:
