@@ -26,4 +26,4 @@ test-slow: setup
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) outputs multirun mlruns mlartifacts mlflow.db
+	rm -rf $(VENV) outputs multirun mlruns mlartifacts mlflow.db mlflow.lock

@@ -9,15 +9,17 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional, Sequence
 
 import hydra
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -61,30 +63,86 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
             raise
         label, code = exit_status(exc)
         print(f"pinnrun: {label}: {exc}", file=sys.stderr)
+        if isinstance(exc, ConfigError):
+            remove_unused_output_dir()
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             return math.nan  # the sweep carries on; the run itself is marked FAILED or KILLED
         sys.exit(code)
+
+
+def remove_unused_output_dir() -> None:
+    """After a configuration error, remove the job's output directory if it holds only what Hydra
+    wrote before the job started (`.hydra/` and the job's log), and the parents that leaves empty
+    below the working directory: a typo leaves no `outputs/<date>/<time>/` behind. A directory with
+    anything else in it, the working directory and those above it are kept."""
+    hydra_cfg = HydraConfig.get()
+    out = Path(hydra_cfg.runtime.output_dir).absolute()
+    cwd = Path.cwd().absolute()
+    hydra_files = {str(hydra_cfg.output_subdir), f"{hydra_cfg.job.name}.log"}
+    if out == cwd or out in cwd.parents or not out.is_dir() or any(path.name not in hydra_files for path in out.iterdir()):
+        return
+    shutil.rmtree(out)
+    for parent in out.parents:
+        if parent == cwd or cwd not in parent.parents or any(parent.iterdir()):
+            break
+        parent.rmdir()
+
+
+SWEEP_FLAGS = ("--multirun", "-m")
 
 
 def precheck(args: list[str]) -> Optional[str]:
     """Compose the config the way Hydra will, and turn a composition error into one line.
 
     Hydra prints composition errors over several lines with its search path; users get one line
-    naming the bad override and what is allowed. Sweeps (`--multirun`) and Hydra's own flags are
-    left to Hydra, which expands them.
+    naming the bad override and what is allowed. Under `--multirun` every value of every swept key
+    is composed (with the other keys at their first value) and its values checked, so a typo
+    anywhere in a sweep stops it before the launcher starts or any MLflow run exists. Other Hydra
+    flags (`--cfg`, `--help`, ...) are left to Hydra.
     """
-    if any(arg.startswith("-") for arg in args):
+    multirun = any(arg in SWEEP_FLAGS for arg in args)
+    overrides = [arg for arg in args if arg not in SWEEP_FLAGS]
+    if any(arg.startswith("-") for arg in overrides):
         return None
+    if multirun:
+        from pinnrun.engine import check_values  # imports torch, which a sweep's jobs import anyway
     try:
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            compose("config", overrides=args)
+            for variant in sweep_variants(overrides) if multirun else [overrides]:
+                cfg = compose("config", overrides=variant)
+                if multirun:  # a single run checks its values itself; the device is checked where a job lands
+                    check_values(cfg)
     except (HydraException, OmegaConfBaseException, yaml.YAMLError) as exc:
-        return describe_compose_error(exc)
+        return describe_compose_error(exc, overrides)
+    except ConfigError as exc:
+        return str(exc)
     return None
 
 
-def describe_compose_error(exc: Exception) -> str:
-    """One line for a Hydra/OmegaConf/YAML composition error (and the error that caused it)."""
+def sweep_variants(overrides: Sequence[str]) -> Iterator[list[str]]:
+    """Single-run override lists that between them use every value of every choice or range sweep
+    (`a,b`, `range(5)`): the first values together, then each further value of one key alone.
+    Sweeps that cannot be listed without the sweeper (`glob`, `interval`) keep their default here."""
+    fixed: list[str] = []
+    swept: list[tuple[str, list[str]]] = []
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        if not override.is_sweep_override():
+            fixed.append(override.input_line)
+            continue
+        try:
+            swept.append((override.get_key_element(), list(override.sweep_string_iterator())))
+        except HydraException:
+            continue
+    first = [f"{key}={values[0]}" for key, values in swept if values]
+    yield fixed + first
+    for index, (key, values) in enumerate(swept):
+        for value in values[1:]:
+            yield fixed + [*first[:index], f"{key}={value}", *first[index + 1:]]
+
+
+def describe_compose_error(exc: Exception, overrides: Sequence[str] = ()) -> str:
+    """One line for a Hydra/OmegaConf/YAML composition error (and the error that caused it);
+    `overrides` are the command line's, to name the value of an override Hydra does not quote."""
     text = f"{exc}\n{exc.__cause__ or ''}"
     missing = re.search(r"Could not find '([^']+)/([^']+)'", text)
     if missing:
@@ -101,6 +159,10 @@ def describe_compose_error(exc: Exception) -> str:
     append = re.search(r"To append to your config use (\S+)", text)
     if override and append and key and key.group(1).startswith(override.group(1) + "."):  # the key exists, its new entry not
         return f"{override.group(1)}: new entries of a mapping are added with '+': {append.group(1)}"
+    if override and (Path(config_dir()) / override.group(1)).is_dir():  # a group outside the defaults list
+        group = override.group(1)
+        value = next((arg.split("=", 1)[1] for arg in overrides if arg.startswith(f"{group}=")), "<option>")
+        return f"{group}={value}: {group} has no default, so it is added with '+': +{group}={value}"
     if override:
         return f"{override.group(1)}: unknown key (check the spelling with pinnrun --cfg job)"
     lines = [line.strip() for line in text.splitlines() if line.strip()]

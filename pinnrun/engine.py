@@ -10,6 +10,7 @@ import functools
 import hashlib
 import math
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,21 +20,20 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
-from tqdm.auto import tqdm
 
 import pinnrun
-from pinnrun import plots
+from pinnrun import plots, report
 from pinnrun.checkpoint import CHECKPOINT, Progress, checkpoint_payload, find_checkpoint, restore, save_checkpoint
 from pinnrun.config import GROUPS, ConfigError, Option, parse_option, validate_top_level
 from pinnrun.derivatives import ENGINES, FieldsFunction, autograd_fields
 from pinnrun.models.base import PINNModel
 from pinnrun.optim.base import Phase
 from pinnrun.problems.base import Evaluation, Problem
-from pinnrun.runtime import (DTYPES, RunInterrupted, StopOnSignal, check_cuda_graphs, process_age, resolve_device,
+from pinnrun.runtime import (DTYPES, JOB_CLOCK, RunInterrupted, StopOnSignal, check_cuda_graphs, resolve_device,
                              seed_everything, set_threads, use_deterministic)
 from pinnrun.samplers.base import Points, Sampler
 from pinnrun.sweep import sweep_tags
-from pinnrun.tracking import Tracker, flatten, open_run
+from pinnrun.tracking import Tracker, flatten, open_run, run_location
 from pinnrun.weighting.base import ResidualFunction, Weighting
 from pinnrun.weighting.record import WeightRecorder
 
@@ -61,10 +61,17 @@ class Parts:
 
 def validate(cfg: DictConfig) -> dict[str, Option]:
     """Check every value of the config; raises ConfigError before anything is created."""
+    options = check_values(cfg)
+    check_cuda_graphs(cfg.engine.cuda_graphs, resolve_device(cfg.device))
+    return options
+
+
+def check_values(cfg: DictConfig) -> dict[str, Option]:
+    """The checks that do not depend on this machine's devices (what `pinnrun --multirun` runs on
+    every swept value before launching); raises ConfigError."""
     validate_top_level(cfg)
     options = {group: parse_option(group, cfg[group]) for group in GROUPS}
     options["weighting"].cls.reconcile_sampler(options["weighting"].cfg, options["sampler"].cfg)
-    check_cuda_graphs(cfg.engine.cuda_graphs, resolve_device(cfg.device))
     return options
 
 
@@ -84,7 +91,9 @@ def build(cfg: DictConfig, options: Mapping[str, Option]) -> Parts:
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
-    """Validate, build, train and record one run (or continue one with `resume=`); returns the final metrics."""
+    """Validate, build, train and record one run (or continue one with `resume=`); returns the final
+    metrics and prints the closing summary on stderr."""
+    JOB_CLOCK.start()
     options = validate(cfg)
     out_dir = writable_directory(Path(cfg.output.dir))
     resume = find_checkpoint(cfg.resume, cfg.tracking, out_dir) if cfg.resume else None
@@ -99,7 +108,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     experiment = cfg.tracking.experiment or names["problem"]
     with StopOnSignal() as stop, open_run(cfg.tracking, experiment, run_name, tags, params, progress.run_id) as tracker:
         progress.run_id = tracker.run_id
-        return train(parts, cfg, tracker, out_dir, progress, stop)
+        final = train(parts, cfg, tracker, out_dir, progress, stop)
+    location = run_location(cfg.tracking.uri, tracker.run_id) if tracker.run_id else None
+    print(report.run_summary(run_name, final, progress.best, JOB_CLOCK.age(), out_dir, experiment, location), file=sys.stderr)
+    return final
 
 
 def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progress: Progress, stop: StopOnSignal) -> dict[str, float]:
@@ -131,8 +143,8 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
         return residual_values(problem, model, term, x, parts)
 
     total = sum(phase.steps for phase in parts.phases)
-    bar = tqdm(total=total, initial=p.step, disable=None if cfg.train.progress else True, dynamic_ncols=True, desc=problem.name)
-    startup = process_age()
+    bar = report.RunProgress(total, p.step, problem.name, cfg.train.progress)
+    startup = JOB_CLOCK.age()
     if startup is not None:
         tracker.log_metrics({"time/startup_s": startup}, p.step)
     started = logged_at = time.perf_counter()
@@ -310,14 +322,27 @@ def write_outputs(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path
     if cfg.output.plots:
         plot_dir = out_dir / "plots"
         plot_dir.mkdir(exist_ok=True)
-        plots.plot_losses(progress.history, list(problem.terms), plot_dir / "losses.png")
-        plots.plot_l2(progress.history, plot_dir / "l2_rel.png")
-        plots.plot_fields(evaluation.inputs, u_pred, evaluation.u_ref, evaluation.shape, problem.input_names, plot_dir / "fields.png")
+        starts = phase_starts(parts.phases)
+        names = option_names(cfg)
+        title = plots.fields_title(names["problem"], names["weighting"], cfg.seed, rel_l2(u_pred, evaluation.u_ref))
+        plots.plot_losses(progress.history, list(problem.terms), plot_dir / "losses.png", starts)
+        plots.plot_l2(progress.history, plot_dir / "l2_rel.png", starts)
+        plots.plot_fields(evaluation.inputs, u_pred, evaluation.u_ref, evaluation.shape, problem.input_names, title,
+                          plot_dir / "fields.png")
         files.append((plot_dir, "plots"))
     for path, artifact_path in files:
         tracker.log_artifact(path, artifact_path)
     if cfg.output.checkpoint:
         save_and_log_checkpoint(parts, cfg, tracker, out_dir, progress)
+
+
+def phase_starts(phases: list[Phase]) -> list[tuple[int, str]]:
+    """(step, name) where each optimizer phase after the first took over, for the plots' markers."""
+    starts, step = [], 0
+    for previous, phase in zip(phases, phases[1:]):
+        step += previous.done
+        starts.append((step, phase.name))
+    return starts
 
 
 def save_and_log_checkpoint(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progress: Progress) -> None:

@@ -7,6 +7,7 @@ import random
 import re
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -71,6 +72,31 @@ def process_age() -> Optional[float]:
     except (OSError, ValueError, IndexError):
         return None
     return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+class JobClock:
+    """When the current job started, for `time/startup_s` (start to first step) and the closing
+    summary's wall time.
+
+    A process's first job started when the process was launched (its imports are its start-up
+    cost); a later job in the same process (Hydra's basic launcher runs a sweep's jobs one after
+    another in one process, a joblib worker is reused) started when `run` was called for it, not
+    at the process's launch, so start-up does not grow with the job index."""
+
+    def __init__(self) -> None:
+        self.started: Optional[float] = None  # time.time() at the current job's start
+
+    def start(self) -> None:
+        """Mark the start of a job (called once per job, first thing in `engine.run`)."""
+        age = process_age() if self.started is None else None
+        self.started = time.time() - (age or 0.0)
+
+    def age(self) -> Optional[float]:
+        """Seconds since the current job started; before any `start`, the process's age."""
+        return process_age() if self.started is None else time.time() - self.started
+
+
+JOB_CLOCK = JobClock()
 
 
 def check_cuda_graphs(enabled: bool, device: torch.device) -> None:

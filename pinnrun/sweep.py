@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import json
 import secrets
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
@@ -106,6 +107,8 @@ class SweepCallback(Callback):
         self.sweep_id: Optional[str] = None
         self.parent: Optional["SweepRun"] = None
         self.group_by: list[str] = []
+        self.sweep_dir = Path("multirun")
+        self.tracking_uri: Optional[str] = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from pinnrun import tracking
@@ -116,6 +119,7 @@ class SweepCallback(Callback):
         swept = swept_keys(config)
         self.group_by = summary_group_by(swept)
         track = TrackingConfig(**OmegaConf.to_container(config.tracking, resolve=True))
+        self.sweep_dir, self.tracking_uri = sweep_dir, track.uri
         info = {"sweep_id": self.sweep_id, "sweep_dir": str(sweep_dir)}
         if track.enabled:
             problem_swept = "problem" in swept
@@ -134,13 +138,16 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         atexit.unregister(self.finish)
+        if self.parent is None:
+            print(f"pinnrun: sweep {self.sweep_id} done (tracking off: no run counts, nothing to compare); "
+                  f"outputs in {self.sweep_dir}", file=sys.stderr)
         self.finish("FINISHED")
 
     def finish(self, status: str) -> None:
         """Write the summary of the sweep's runs into the parent and end it with `status`."""
         if self.parent is None:
             return
-        from pinnrun import compare, tracking
+        from pinnrun import compare, report, tracking
 
         runs = tracking.search_runs(self.parent.uri, filter_string=f"tags.sweep_id = '{self.sweep_id}'")
         children = runs[runs["run_id"] != self.parent.run_id]
@@ -148,4 +155,8 @@ class SweepCallback(Callback):
         tracking.end_sweep_run(self.parent, status, compare.sweep_metrics(children),
                                {"summary.md": compare.render(summary, "markdown"),
                                 "summary.csv": compare.render(summary, "csv")})
+        uri, experiment_id, _ = tracking.run_location(self.parent.uri, self.parent.run_id)
+        statuses = {str(key): int(n) for key, n in children["status"].value_counts().items()}
+        print(report.sweep_summary(str(self.sweep_id), self.sweep_dir, statuses, self.tracking_uri, (uri, experiment_id)),
+              file=sys.stderr)
         self.parent = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import tempfile
@@ -27,6 +28,21 @@ if TYPE_CHECKING:
 
 RUN_COLUMNS = ("run_id", "run_name", "experiment", "status", "start_time", "end_time")
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
+# What MLflow's UI shows when it opens an experiment (read in mlflow/server/js of MLflow 3.17).
+# `mlflow.experimentKind` is the experiment's kind ("custom_model_development": model training,
+# not GenAI), which the UI reads where its GenAI / Model-training switch is off; with the switch
+# (3.17) the view follows the `workflowType` address parameter, else the browser's last choice
+# (GenAI at first), so the addresses pinnrun prints carry workflowType=machine_learning.
+# `mlflow.sharedViewState.<key>` holds a runs-table view (columns, sort) that an address opens
+# with `viewStateShareKey=<key>`: pinnrun's shows the final metrics and the chosen options, best first.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+RUNS_VIEW_KEY = "pinnrun"
+RUNS_VIEW = {"selectedColumns": ["metrics.`final/l2_rel`", "metrics.`l2_rel_best`", "metrics.`final/steps`",
+                                 "metrics.`final/time_s`", "tags.`weighting`", "tags.`seed`", "tags.`sampler`",
+                                 "tags.`optimizer`", "tags.`model`"],
+             "orderByKey": "metrics.`final/l2_rel`", "orderByAsc": True}
+EXPERIMENT_TAGS = {EXPERIMENT_KIND: "custom_model_development",
+                   f"mlflow.sharedViewState.{RUNS_VIEW_KEY}": json.dumps(RUNS_VIEW)}
 
 Rows = Sequence[tuple[int, Mapping[str, float]]]
 """(step, metrics) pairs, logged together."""
@@ -249,19 +265,22 @@ def download_artifact(cfg: TrackingConfig, run_id: str, name: str, destination: 
 
 
 def experiment_id_for(client: Any, name: str) -> str:
-    """The id of the named experiment, created if absent (tolerating a concurrent creator)."""
+    """The id of the named experiment, created if absent (tolerating a concurrent creator), with
+    pinnrun's experiment tags (EXPERIMENT_TAGS) where it does not have them yet."""
     from mlflow.exceptions import MlflowException
 
-    existing = client.get_experiment_by_name(name)
-    if existing is not None:
-        return existing.experiment_id
-    try:
-        return client.create_experiment(name)
-    except MlflowException:
-        again = client.get_experiment_by_name(name)
-        if again is None:
-            raise
-        return again.experiment_id
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name, tags=EXPERIMENT_TAGS)
+        except MlflowException:
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    for key, value in EXPERIMENT_TAGS.items():
+        if key not in experiment.tags:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -275,6 +294,27 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
             flat[name] = value
     return flat
 
+
+
+def run_location(uri: Optional[str], run_id: str) -> tuple[str, str, str]:
+    """(tracking URI, experiment id, run id) of a run, the URI with an absolute sqlite path, so
+    the `mlflow ui` command a summary prints works from any directory. The experiment id is ""
+    when the store does not answer (the run's files are all in its output directory anyway)."""
+    resolved = resolve_uri(uri)
+    try:
+        experiment_id = client_for(resolved)[0].get_run(run_id).info.experiment_id
+    except Exception as exc:  # any store error: the summary goes without the address
+        LOG.warning("tracking: could not look up run %s (%s)", run_id, type(exc).__name__)
+        experiment_id = ""
+    return absolute_sqlite_uri(resolved), experiment_id, run_id
+
+
+def absolute_sqlite_uri(uri: str) -> str:
+    """`sqlite:///mlflow.db` -> `sqlite:////abs/dir/mlflow.db`; other URIs unchanged."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri.startswith(prefix + "/"):
+        return uri
+    return prefix + os.path.abspath(uri[len(prefix):])
 
 
 def resolve_uri(uri: Optional[str]) -> str:

@@ -18,6 +18,7 @@ CATALOGUE = [
     (["weighting=sapin"], "weighting=sapin: no such option; available: "),
     (["problem=burger"], "problem=burger: no such option; available: "),
     (["+experiment=no_such_preset"], "+experiment=no_such_preset: no such option"),
+    (["experiment=sapinn_burgers"], "experiment=sapinn_burgers: experiment has no default, so it is added with '+': +experiment=sapinn_burgers"),
     (["learning_rate=3"], "learning_rate: unknown key"),
     (["model.widht=3"], "model.widht: unknown key"),
     (["+model.widht=3"], "model.widht: unknown key; allowed keys: "),
@@ -84,6 +85,26 @@ def assert_one_line_error(code: int, stderr: str, expected: str, store: Path) ->
 def test_catalogue(args: list[str], expected: str, tmp_path: Path, monkeypatch, capsys) -> None:
     code, stderr = run_main([*FAST, *args], tmp_path, monkeypatch, capsys)
     assert_one_line_error(code, stderr, expected, tmp_path / "mlflow.db")
+    assert sorted(p.name for p in tmp_path.iterdir()) in ([], ["mlflow.db"], ["mlflow.db", "mlflow.lock"]), "left behind"
+
+
+SWEEP_CATALOGUE = [
+    (["weighting=uniform,sapin"], "weighting=sapin: no such option; available: "),
+    (["seed=0,x"], "seed='x': expected integer"),
+    (["model.width=8,-3"], "model.width=-3: must be > 0"),
+    (["problem=burgers,helmholtz", "model.widht=3,4"], "model.widht: unknown key"),
+    (["experiment=sapinn_burgers_quick,rad_burgers_quick"], "experiment=sapinn_burgers_quick,rad_burgers_quick: experiment has no default"),
+    (["+experiment=sapinn_burgers_quick,nope"], "+experiment=nope: no such option"),
+    (["hydra/launcher=joblib", "optimizer=adam", "optimizer.steps=range(0,3)"], "optimizer.steps=0: must be > 0"),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), SWEEP_CATALOGUE, ids=[" ".join(a) for a, _ in SWEEP_CATALOGUE])
+def test_sweep_typo_stops_before_the_launcher(args: list[str], expected: str, tmp_path: Path, monkeypatch, capsys) -> None:
+    """A bad value anywhere in a sweep: one line, exit 2, no sweep directory, no MLflow store or run."""
+    code, stderr = run_main(["--multirun", *FAST, *args], tmp_path, monkeypatch, capsys)
+    assert_one_line_error(code, stderr, expected, tmp_path / "mlflow.db")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_catalogue_is_large_enough() -> None:

@@ -22,7 +22,8 @@ TINY = ["optimizer=adam", "optimizer.steps=20", "train.log_every=10", "train.eva
 
 
 def sweep(tmp_path: Path, uri: str, *args: str) -> tuple[pd.DataFrame, pd.Series, dict]:
-    """Run `pinnrun --multirun` into tmp_path; the sweep's child runs, its parent run and sweep.json."""
+    """Run `pinnrun --multirun` into tmp_path; the sweep's child runs, its parent run and sweep.json
+    (with the command's stderr under "stderr")."""
     result = run_cli(["--multirun", f"hydra.sweep.dir={tmp_path / 'sweep'}", f"tracking.uri={uri}", *TINY, *args],
                      cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -30,7 +31,7 @@ def sweep(tmp_path: Path, uri: str, *args: str) -> tuple[pd.DataFrame, pd.Series
     runs = tracking.search_runs(uri, filter_string=f"tags.sweep_id = '{info['sweep_id']}'")
     parent = runs[runs["run_id"] == info["parent_run_id"]]
     assert len(parent) == 1
-    return runs[runs["run_id"] != info["parent_run_id"]], parent.iloc[0], info
+    return runs[runs["run_id"] != info["parent_run_id"]], parent.iloc[0], {**info, "stderr": result.stderr}
 
 
 def test_override_tags_and_swept_keys() -> None:
@@ -58,6 +59,18 @@ def test_joblib_sweep_tags_its_runs_and_fills_a_parent_run(tmp_path: Path, track
     table = pd.read_csv(summary)
     assert (table["problem"].tolist(), table["n"].tolist()) == (["burgers"], [2])
     assert table["mean"].iloc[0] == pytest.approx(children["metrics.final/l2_rel"].mean())
+    closing = info["stderr"][info["stderr"].index(f"pinnrun: sweep {info['sweep_id']}: "):].splitlines()
+    assert closing[0] == f"pinnrun: sweep {info['sweep_id']}: 2 finished; outputs in sweep"
+    assert closing[1].endswith(f"pinnrun-compare --tracking-uri {tracking_uri} --sweep {info['sweep_id']}")
+    assert info["stderr"].count("pinnrun: finished burgers-uniform-s") == 2  # each job's own summary
+
+
+def test_startup_time_is_per_job_in_a_sequential_sweep(tmp_path: Path, tracking_uri: str) -> None:
+    """Hydra's basic launcher runs the jobs one after another in one process: each job's
+    `time/startup_s` is its own start to first step, not the process's age (which grows)."""
+    children, _, _ = sweep(tmp_path, tracking_uri, "seed=0,1,2")
+    startup = children.set_index("tags.sweep_job")["metrics.time/startup_s"].sort_index()
+    assert startup["1"] < startup["0"] and startup["2"] < startup["0"], startup
 
 
 def test_submitit_local_sweep(tmp_path: Path, tracking_uri: str) -> None:
@@ -92,9 +105,11 @@ def test_slurm_launcher_submits_the_intended_job_array(tmp_path: Path, tracking_
 
 @pytest.mark.slow
 def test_a_sweep_stopped_by_an_error_closes_its_parent_as_failed(tmp_path: Path, tracking_uri: str) -> None:
+    """An error only the job can see (a missing checkpoint: typos stop a sweep before it starts),
+    raised out of the job (PINNRUN_DEBUG=1; otherwise the job fails and the sweep carries on)."""
     result = run_cli(["--multirun", f"hydra.sweep.dir={tmp_path / 'sweep'}", f"tracking.uri={tracking_uri}", *TINY,
-                      "train.eval_every=10,0"], cwd=tmp_path, timeout=600)
-    assert result.returncode != 0 and "train.eval_every=0: must be > 0" in result.stderr
+                      "resume=null,/nonexistent/checkpoint.pt"], cwd=tmp_path, timeout=600, env={"PINNRUN_DEBUG": "1"})
+    assert result.returncode != 0 and "resume='/nonexistent/checkpoint.pt': no such checkpoint file" in result.stderr
     info = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     runs = tracking.search_runs(tracking_uri).set_index("run_id")
     parent = runs.loc[info["parent_run_id"]]

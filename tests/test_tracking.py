@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -96,3 +98,21 @@ def test_every_phase_logs_where_it_left_the_run(make_cfg, tmp_path: Path) -> Non
     assert 0 < metrics["phase/adam/time_s"] and 0 < metrics["phase/lbfgs/time_s"] < final["final/time_s"]
     history = client.get_metric_history(record.info.run_id, "phase/adam/l2_rel")
     assert [m.step for m in history] == [20]
+
+
+def test_experiments_open_on_their_runs_in_mlflow_ui(make_cfg, tmp_path: Path) -> None:
+    """pinnrun tags the experiments it creates, and untagged ones it logs into, as model training
+    (`mlflow.experimentKind`) with a runs-table view of the final metrics, best first; a tag the
+    user set is kept."""
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client.create_experiment("helmholtz")  # made before pinnrun tagged experiments
+    client.create_experiment("wave", tags={"mlflow.experimentKind": "genai_development"})  # the user's choice
+    for problem in ("burgers", "helmholtz", "wave"):
+        run(make_cfg(f"problem={problem}", "device=cpu", "problem.eval_grid=[8,8]"))
+    tags = {name: client.get_experiment_by_name(name).tags for name in ("burgers", "helmholtz", "wave")}
+    assert {name: t.get("mlflow.experimentKind") for name, t in tags.items()} == {
+        "burgers": "custom_model_development", "helmholtz": "custom_model_development", "wave": "genai_development"}
+    view = json.loads(tags["helmholtz"]["mlflow.sharedViewState.pinnrun"])  # the view the printed address opens
+    assert view["orderByKey"] == "metrics.`final/l2_rel`" and view["orderByAsc"] is True
+    assert {"metrics.`final/l2_rel`", "tags.`weighting`", "tags.`seed`"} <= set(view["selectedColumns"])
+    assert all(re.fullmatch(r"(metrics|tags)\.`[\w/.]+`", column) for column in view["selectedColumns"])
