@@ -79,6 +79,8 @@ def build(cfg: DictConfig, options: Mapping[str, Option]) -> Parts:
     sampler = options["sampler"].build(problem, torch.Generator().manual_seed(cfg.seed))
     weighting = options["weighting"].build(problem, model)
     phases = options["optimizer"].build().phases()
+    for phase in phases:
+        phase.check(list(model.parameters()))
     return Parts(problem, model, sampler, weighting, phases, problem.evaluation(), device, dtype)
 
 
@@ -136,7 +138,7 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
     started = logged_at = time.perf_counter()
     logged_step = p.step
     for phase in parts.phases:
-        if phase.optimizer is None:
+        if not phase.started:
             phase.start(model.parameters())
         while not phase.finished():
             changed = sampler.update(p.step, residual_at) if phase.adaptive else None
