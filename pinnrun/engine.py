@@ -114,7 +114,7 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
     last: dict[str, Any] = {}
     iteration_rows: list[tuple[int, dict[str, Any]]] = []
     p = progress
-    p.next_log = p.next_log or cfg.train.log_every
+    p.next_log = p.next_log if p.next_log > p.step else p.step + cfg.train.log_every  # a run stopped on a log step resumes past it
     p.next_eval = p.next_eval or cfg.train.eval_every
     p.next_checkpoint = p.next_checkpoint or cfg.train.checkpoint_every
     recorder = WeightRecorder(weighting.cfg.histogram_every, problem.input_names, out_dir / "weights", tracker)
@@ -156,6 +156,7 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
             last = rows[-1] if rows else last
             bar.update(len(rows))
             if stop.requested:
+                tracker.log_rows([(at, to_floats(row)) for at, row in iteration_rows])
                 save_and_log_checkpoint(parts, cfg, tracker, out_dir, p)
                 raise RunInterrupted(f"stopped by {stop.requested} at step {p.step}; resume with resume={out_dir / CHECKPOINT}")
             if (p.step < p.next_log and not phase.finished()) or not last:
