@@ -1,7 +1,8 @@
 """DeepXDE's Burgers recipe (Adam, then L-BFGS) recording rel-L2 against training seconds.
 
-Run by scripts/benchmark_optimizers.py inside the virtual environment it creates for DeepXDE and
-TensorFlow (DeepXDE's default backend, tensorflow.compat.v1), never imported by pinnrun:
+Run by scripts/benchmark_optimizers.py inside the virtual environment it creates for DeepXDE,
+TensorFlow (DeepXDE's default backend, tensorflow.compat.v1) and torch (DDE_BACKEND=pytorch),
+never imported by pinnrun:
 
     .venv-deepxde/bin/python scripts/deepxde_burgers.py --reference ref.npz --out curve.json ...
 
@@ -48,13 +49,18 @@ class Checker:
     """rel-L2 of the model on the reference grid, timed apart; a file object for DeepXDE's print."""
 
     def __init__(self, model: Any, inputs: np.ndarray, u_ref: np.ndarray):
-        from deepxde.optimizers.tensorflow_compat_v1.scipy_optimizer import ScipyOptimizerInterface
-
         self.model, self.inputs, self.u_ref = model, inputs, u_ref
         self.started, self.excluded = time.perf_counter(), 0.0
         self.curve: list[tuple[float, float]] = []
         self.optimizer: Optional[Any] = None
         self.latest: Optional[np.ndarray] = None
+        if os.environ["DDE_BACKEND"] == "tensorflow.compat.v1":
+            self.record_scipy_evaluations()
+
+    def record_scipy_evaluations(self) -> None:
+        """Keep the parameters of each L-BFGS-B evaluation (tensorflow.compat.v1 only)."""
+        from deepxde.optimizers.tensorflow_compat_v1.scipy_optimizer import ScipyOptimizerInterface
+
         original = ScipyOptimizerInterface._make_eval_func
 
         def recording(interface, *args, **kwargs):
@@ -127,6 +133,9 @@ def main() -> None:
     model.train(iterations=args.adam, callbacks=[callback], display_every=args.check_every, verbose=0)
     adam_end = len(checker.curve)
     dde.optimizers.set_LBFGS_options(maxiter=args.lbfgs)
+    if dde.backend.backend_name == "pytorch":  # torch's L-BFGS: one epoch per `check_every` iterations
+        dde.optimizers.config.LBFGS_options.update(iter_per_step=args.check_every, fun_per_step=int(1.25 * args.check_every))
+        callback.period = 1
     model.compile("L-BFGS")
     model.train(callbacks=[callback], display_every=args.check_every, verbose=0)
     with open(args.out, "w") as handle:
