@@ -87,6 +87,8 @@ def build(cfg: DictConfig, options: Mapping[str, Option]) -> Parts:
     sampler = options["sampler"].build(problem, torch.Generator().manual_seed(cfg.seed))
     weighting = options["weighting"].build(problem, model)
     phases = options["optimizer"].build().phases()
+    for phase in phases:
+        phase.check(list(model.parameters()))
     return Parts(problem, model, sampler, weighting, phases, problem.evaluation(), device, dtype)
 
 
@@ -126,7 +128,7 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
     last: dict[str, Any] = {}
     iteration_rows: list[tuple[int, dict[str, Any]]] = []
     p = progress
-    p.next_log = p.next_log or cfg.train.log_every
+    p.next_log = p.next_log if p.next_log > p.step else p.step + cfg.train.log_every  # a run stopped on a log step resumes past it
     p.next_eval = p.next_eval or cfg.train.eval_every
     p.next_checkpoint = p.next_checkpoint or cfg.train.checkpoint_every
     recorder = WeightRecorder(weighting.cfg.histogram_every, problem.input_names, out_dir / "weights", tracker)
@@ -152,7 +154,7 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
     for phase in parts.phases:
         if phase.finished():  # ended before the checkpoint this run resumed from
             continue
-        if phase.optimizer is None:
+        if not phase.started:
             phase.start(model.parameters())
         phase_started = time.perf_counter()
         while not phase.finished():
@@ -171,6 +173,7 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
             last = rows[-1] if rows else last
             bar.update(len(rows))
             if stop.requested:
+                tracker.log_rows([(at, to_floats(row)) for at, row in iteration_rows])
                 save_and_log_checkpoint(parts, cfg, tracker, out_dir, p)
                 raise RunInterrupted(f"stopped by {stop.requested} at step {p.step}; resume with resume={out_dir / CHECKPOINT}")
             if (p.step < p.next_log and not phase.finished()) or not last:

@@ -94,19 +94,10 @@ class DeepXDEBurgers:
     def __init__(self, n_pde: int, seed: int = 0):
         import deepxde as dde
 
+        from deepxde_burgers import burgers_data  # scripts/deepxde_burgers.py, beside this script
+
         dde.config.set_random_seed(seed)
-        geomtime = dde.geometry.GeometryXTime(dde.geometry.Interval(-1, 1), dde.geometry.TimeDomain(0, 1))
-        nu = 0.01 / np.pi
-
-        def pde(x, y):
-            u_x = dde.grad.jacobian(y, x, i=0, j=0)
-            u_t = dde.grad.jacobian(y, x, i=0, j=1)
-            u_xx = dde.grad.hessian(y, x, i=0, j=0)
-            return u_t + y * u_x - nu * u_xx
-
-        bc = dde.icbc.DirichletBC(geomtime, lambda x: 0, lambda _, on_boundary: on_boundary)
-        ic = dde.icbc.IC(geomtime, lambda x: -np.sin(np.pi * x[:, 0:1]), lambda _, on_initial: on_initial)
-        data = dde.data.TimePDE(geomtime, pde, [bc, ic], num_domain=n_pde, num_boundary=200, num_initial=100)
+        data = burgers_data(dde, n_pde)
         net = dde.nn.FNN([2] + [20] * 8 + [1], "tanh", "Glorot normal")
         self.model = dde.Model(data, net)
         self.model.compile("adam", lr=1e-3)

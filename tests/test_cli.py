@@ -36,7 +36,7 @@ def test_help_lists_groups_and_options(tmp_path: Path) -> None:
     result = run_cli(["--help"], cwd=tmp_path)
     assert result.returncode == 0
     for line in ("problem: allen_cahn, burgers, diffusion, helmholtz, klein_gordon, oscillator, sharp, wave",
-                 "weighting: gradnorm, lra, sapinn, sapinn_gp, uniform", "optimizer: adam, adam_lbfgs, lbfgs",
+                 "weighting: gradnorm, lra, sapinn, sapinn_gp, uniform", "optimizer: adam, adam_bfgs, adam_lbfgs, adam_ssbfgs, adam_ssbroyden, bfgs, lbfgs, ssbfgs, ssbroyden",
                  "model: mlp, modified_mlp", "sampler: grid, halton, hammersley, lhs, rad, random, rar_d, rar_g, sobol"):
         assert line in result.stdout
 

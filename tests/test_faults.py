@@ -73,8 +73,9 @@ def test_nan_fails_the_run_and_keeps_the_last_good_checkpoint(make_cfg, tmp_path
 
 @pytest.mark.parametrize(
     ("stop_step", "signum", "scheme"),
-    [(15, signal.SIGTERM, []), (32, signal.SIGINT, []), (15, signal.SIGTERM, ["weighting=sapinn_gp", "weighting.resample_every=10"])],
-    ids=["adam-sigterm", "lbfgs-sigint", "sapinn_gp-resampling"],
+    [(15, signal.SIGTERM, []), (32, signal.SIGINT, []), (31, signal.SIGINT, []),
+     (15, signal.SIGTERM, ["weighting=sapinn_gp", "weighting.resample_every=10"])],
+    ids=["adam-sigterm", "lbfgs-sigint", "lbfgs-sigint-on-a-log-step-mid-phase", "sapinn_gp-resampling"],
 )
 def test_interrupt_then_resume_matches_uninterrupted(make_cfg, tmp_path: Path, monkeypatch, stop_step: int, signum: int,
                                                      scheme: list[str]) -> None:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from pinnrun.config import ConfigError, require_choice, require_positive
-from pinnrun.optim.base import Closure, Phase, Plan
+from pinnrun.optim.base import LOSS_TRANSFORMS, Closure, Phase, Plan, transform_loss
 
 SCHEDULES = ("none", "exponential", "step", "cosine")
 
@@ -23,6 +23,7 @@ class AdamConfig:
     schedule: str = "none"  # none | exponential (lr * rate^(step/decay_steps)) | step | cosine
     decay_rate: float = 0.9
     decay_steps: int = 1000
+    loss_transform: str = "none"  # none | sqrt | log: the objective is T(total loss) (see pinnrun.optim.base)
 
     def validate(self, prefix: str) -> None:
         require_positive(f"{prefix}.steps", self.steps)
@@ -30,6 +31,7 @@ class AdamConfig:
         require_choice(f"{prefix}.schedule", self.schedule, SCHEDULES)
         require_positive(f"{prefix}.decay_rate", self.decay_rate)
         require_positive(f"{prefix}.decay_steps", self.decay_steps)
+        require_choice(f"{prefix}.loss_transform", self.loss_transform, LOSS_TRANSFORMS)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"{prefix}.betas={list(self.betas)}: must be two numbers in [0, 1)")
 
@@ -55,12 +57,14 @@ class AdamPhase(Phase):
         self.scheduler: Optional[torch.optim.lr_scheduler.LambdaLR] = None
 
     def start(self, params: Iterable[Tensor]) -> None:
-        self.optimizer = torch.optim.Adam(params, lr=self.cfg.lr, betas=tuple(self.cfg.betas))
+        self.params = list(params)
+        self.optimizer = torch.optim.Adam(self.params, lr=self.cfg.lr, betas=tuple(self.cfg.betas))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(self.cfg, step))
 
     def advance(self, closure: Closure, limit: int) -> list[dict[str, Any]]:
         """One Adam step; its row holds the diagnostics of the loss it stepped on (no host sync)."""
         row: dict[str, Any] = {}
+        closure = transform_loss(closure, self.params, self.cfg.loss_transform)
 
         def loss() -> Tensor:
             value, diagnostics = closure()

@@ -3,13 +3,22 @@
 The loop calls `advance(closure, limit)` until the phase has used its steps or stopped; an Adam
 phase advances one step per call, an L-BFGS phase up to `limit` iterations. `advance` returns one
 row of diagnostics per iteration it ran: the loop logs the last row at its log cadence, and every
-row (with its own step) for phases that set `logs_iterations`.
+row (with its own step) for phases that set `logs_iterations`. `check` refuses, before any run is
+created, a phase that cannot work on the model's parameters (a dense quasi-Newton matrix too large
+for memory).
+
+Loss transforms (`loss_transform: none | sqrt | log`, a setting of every phase's config) change
+the objective the optimizer minimises from the total loss L to sqrt(L) or log(L), as Urban,
+Stefanou & Pons (J. Comput. Phys. 2025, arXiv 2405.04230) and Kiyani et al. (2025, arXiv
+2501.16371) train their quasi-Newton phases. It is applied to what the phase's optimizer sees (the
+loss value and the gradients of the phase's parameters); the logged `loss/*` and `mse/*` metrics
+stay the raw terms.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -17,6 +26,31 @@ from torch import Tensor
 Diagnostics = dict[str, Tensor]
 Closure = Callable[[], tuple[Tensor, Diagnostics]]
 """Evaluates the loss at the current parameters, back-propagates it, returns (loss, diagnostics)."""
+
+LOSS_TRANSFORMS = ("none", "sqrt", "log")
+
+
+def transform_loss(closure: Closure, params: Sequence[Tensor], transform: str) -> Closure:
+    """The closure of the objective T(L) for T = sqrt or log (identity for none).
+
+    The chain rule is applied after the backward pass: the value becomes T(L) and the gradients of
+    `params` are scaled by T'(L) = 1 / (2 sqrt(L)) or 1 / L, on the device, without a host sync.
+    Diagnostics keep the raw terms.
+    """
+    if transform == "none":
+        return closure
+
+    def transformed() -> tuple[Tensor, Diagnostics]:
+        loss, diagnostics = closure()
+        with torch.no_grad():
+            value = loss.sqrt() if transform == "sqrt" else loss.log()
+            slope = 0.5 / value if transform == "sqrt" else 1.0 / loss
+            for p in params:
+                if p.grad is not None:
+                    p.grad.mul_(slope)
+        return value.detach(), diagnostics
+
+    return transformed
 
 
 class Phase(ABC):
@@ -39,6 +73,14 @@ class Phase(ABC):
     @abstractmethod
     def advance(self, closure: Closure, limit: int) -> list[dict[str, Any]]:
         """Run at most `limit` iterations; return one row of diagnostics per iteration that ran."""
+
+    @property
+    def started(self) -> bool:
+        """Whether `start` has bound the phase to the parameters (the loop starts a phase once)."""
+        return self.optimizer is not None
+
+    def check(self, params: Sequence[Tensor]) -> None:
+        """Refuse (ConfigError), before any run is created, parameters this phase cannot work on."""
 
     def finished(self) -> bool:
         return self.stop_reason is not None or self.done >= self.steps

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from pinnrun.config import require_choice, require_positive
-from pinnrun.optim.base import Closure, Diagnostics, Phase, Plan
+from pinnrun.optim.base import LOSS_TRANSFORMS, Closure, Diagnostics, Phase, Plan, transform_loss
 
 LINE_SEARCHES = ("strong_wolfe", "none")
 LINE_SEARCH_EVALUATIONS = 25  # evaluations one strong-Wolfe search may use (torch's default)
@@ -42,6 +42,7 @@ class LBFGSConfig:
     tolerance_change: float = 1e-12  # stop when the loss or the step changes less than this
     max_eval_per_iter: float = 1.25  # closure evaluations allowed per iteration on average (torch's default ratio)
     line_search: str = "strong_wolfe"
+    loss_transform: str = "none"  # none | sqrt | log: the objective is T(total loss) (see pinnrun.optim.base)
 
     def validate(self, prefix: str) -> None:
         require_positive(f"{prefix}.steps", self.steps)
@@ -51,6 +52,7 @@ class LBFGSConfig:
         require_positive(f"{prefix}.tolerance_change", self.tolerance_change)
         require_positive(f"{prefix}.max_eval_per_iter", self.max_eval_per_iter)
         require_choice(f"{prefix}.line_search", self.line_search, LINE_SEARCHES)
+        require_choice(f"{prefix}.loss_transform", self.loss_transform, LOSS_TRANSFORMS)
 
 
 class NonFiniteEvaluation(Exception):
@@ -122,6 +124,7 @@ class LBFGSPhase(Phase):
         """Up to `limit` iterations; one row per iteration with the new iterate's loss,
         diagnostics and the evaluations so far."""
         rows: list[dict[str, Any]] = []
+        closure = transform_loss(closure, self.params, self.cfg.loss_transform)
         try:
             current = self._evaluate(closure)
             while len(rows) < limit and self.stop_reason is None:
