@@ -33,7 +33,8 @@ def test_adam_then_the_method_lowers_the_loss_and_logs_every_iteration(make_cfg,
     losses = [tracker.metrics[step]["loss/total"] for step in rows]
     assert all(b <= a for a, b in zip(losses, losses[1:])) and losses[-1] < 0.5 * tracker.metrics[20]["loss/total"]
     assert tracker.metrics[50][f"{method}/iterations"] == 30.0 and "l2_rel" in tracker.metrics[50]
-    assert tracker.tags == {"stop_reason/adam": "max_steps", f"stop_reason/{method}": "max_iterations"}
+    assert {k: v for k, v in tracker.tags.items() if k.startswith("stop_reason/")} == {
+        "stop_reason/adam": "max_steps", f"stop_reason/{method}": "max_iterations"}
     H = parts.phases[1].H
     assert H.dtype == torch.float64 and H.shape == (sum(p.numel() for p in parts.model.parameters()),) * 2
 
