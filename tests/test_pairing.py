@@ -190,7 +190,7 @@ def test_a_mistyped_store_is_refused_and_not_created(tmp_path: Path, capsys) -> 
     assert not missing.exists()
 
 
-SCHEMES = ("uniform", "lra", "gradnorm", "sapinn", "sapinn_gp")
+SCHEMES = ("uniform", "lra", "gradnorm", "gradnorm_terms", "ntk", "rba", "causal", "sapinn", "sapinn_gp")
 
 
 def test_every_scheme_starts_from_the_same_network_and_points_at_a_seed(make_cfg, tmp_path: Path) -> None:
@@ -207,4 +207,4 @@ def test_every_scheme_starts_from_the_same_network_and_points_at_a_seed(make_cfg
     assert starts.to_dict("list") == {"tags.init_params_hash": [1, 1], "tags.init_points_hash": [1, 1]}
     first = runs.groupby("tags.seed")[["tags.init_params_hash", "tags.init_points_hash"]].first()
     assert (first.loc["3"] != first.loc["4"]).all()  # the hashes see the seed
-    assert runs["tags.weighting"].nunique() == len(SCHEMES) and len(runs) == 10
+    assert runs["tags.weighting"].nunique() == len(SCHEMES) and len(runs) == 2 * len(SCHEMES)
