@@ -130,13 +130,13 @@ def error_at(curve: Curve, budget: float) -> float:
 
 
 def paired_ratios(errors_a: Sequence[float], errors_b: Sequence[float]) -> dict:
-    """Per-seed ratios b/a: geometric mean, 95 % t-interval of the mean log ratio, Wilcoxon signed-rank p."""
-    from scipy import stats
+    """Per-seed ratios b/a as pinnrun-compare --baseline reports them (pinnrun.paired): geometric
+    mean, 95 % t-interval of the mean log ratio, exact Wilcoxon signed-rank p, verdict."""
+    from pinnrun import paired
 
-    logs = np.log(np.asarray(errors_b) / np.asarray(errors_a))
-    half = stats.t.ppf(0.975, len(logs) - 1) * logs.std(ddof=1) / math.sqrt(len(logs))
-    return {"geometric_mean": float(np.exp(logs.mean())), "interval_95": [float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))],
-            "wilcoxon_p": float(stats.wilcoxon(logs).pvalue), "seeds": len(logs)}
+    result = paired.compare_pairs(errors_a, errors_b)
+    return {"geometric_mean": result.ratio, "interval_95": [result.ci_low, result.ci_high], "wilcoxon_p": result.p_value,
+            "seeds_needed": result.seeds_needed, "verdict": paired.verdict(result, result.p_value), "seeds": result.n_pairs}
 
 
 def plot(curves: dict[str, Curve], budget: float, path: Path) -> None:
@@ -217,7 +217,8 @@ def main() -> None:
     if paired:
         ratio = paired["sapinn_over_uniform"]
         print(f"SA-PINN / uniform under Adam + SSBroyden over seeds {args.paired_seeds}: geometric mean {ratio['geometric_mean']:.2f}, "
-              f"95 % interval [{ratio['interval_95'][0]:.2f}, {ratio['interval_95'][1]:.2f}], Wilcoxon p {ratio['wilcoxon_p']:.3f}")
+              f"95 % interval [{ratio['interval_95'][0]:.2f}, {ratio['interval_95'][1]:.2f}], Wilcoxon p {ratio['wilcoxon_p']:.3f}: "
+              f"{ratio['verdict']}")
     report = {"command": " ".join(sys.argv), "args": {k: str(v) for k, v in vars(args).items()}, "budget_s": budget,
               "summary": summary, "results": results, "paired": paired, "load_average": os.getloadavg()}
     (args.out / "curves.json").write_text(json.dumps(report, indent=1))
