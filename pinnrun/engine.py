@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NoReturn
 
 import numpy as np
 import torch
@@ -124,15 +124,8 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
     if not resumed:
         weighting.on_points(points)
         tracker.set_tags(start_hashes(model, points))
-    eval_inputs = torch.as_tensor(parts.evaluation.inputs, device=parts.device, dtype=parts.dtype)
-    last: dict[str, Any] = {}
-    iteration_rows: list[tuple[int, dict[str, Any]]] = []
     p = progress
-    p.next_log = p.next_log if p.next_log > p.step else p.step + cfg.train.log_every  # a run stopped on a log step resumes past it
-    p.next_eval = p.next_eval or cfg.train.eval_every
-    p.next_checkpoint = p.next_checkpoint or cfg.train.checkpoint_every
-    recorder = WeightRecorder(weighting.cfg.histogram_every, problem.input_names, out_dir / "weights", tracker)
-
+    book = Cadence(parts, cfg, tracker, out_dir, p)
     compute_residuals = residual_function(problem, model, cfg.engine)
 
     def closure() -> tuple[Tensor, dict[str, Tensor]]:
@@ -144,13 +137,7 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
     def residual_at(term: str, x: Tensor) -> Tensor:
         return residual_values(problem, model, term, x, parts)
 
-    total = sum(phase.steps for phase in parts.phases)
-    bar = report.RunProgress(total, p.step, problem.name, cfg.train.progress)
-    startup = JOB_CLOCK.age()
-    if startup is not None:
-        tracker.log_metrics({"time/startup_s": startup}, p.step)
-    started = logged_at = time.perf_counter()
-    logged_step = p.step
+    started = time.perf_counter()
     for phase in parts.phases:
         if phase.finished():  # ended before the checkpoint this run resumed from
             continue
@@ -167,47 +154,89 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
                     log_point_cloud(sampler.points, problem.input_names, p.step, out_dir, tracker)
             rows = phase.advance(closure, min(phase.steps - phase.done, p.next_log - p.step))
             weighting.after_step(ascent=phase.adaptive)
-            if phase.logs_iterations:
-                iteration_rows += [(p.step + i + 1, row) for i, row in enumerate(rows)]
-            p.step += len(rows)
-            last = rows[-1] if rows else last
-            bar.update(len(rows))
+            book.advanced(phase, rows)
             if stop.requested:
-                tracker.log_rows([(at, to_floats(row)) for at, row in iteration_rows])
-                save_and_log_checkpoint(parts, cfg, tracker, out_dir, p)
-                raise RunInterrupted(f"stopped by {stop.requested} at step {p.step}; resume with resume={out_dir / CHECKPOINT}")
-            if (p.step < p.next_log and not phase.finished()) or not last:
-                continue
-            tracker.log_rows([(at, to_floats(row)) for at, row in iteration_rows[:-1]])
-            iteration_rows = []
-            now = time.perf_counter()
-            metrics = {**to_floats({**last, **weighting.metrics()}), **phase.metrics(), **sampler.metrics(), "lr": phase.lr(),
-                       "time/step_ms": 1e3 * (now - logged_at) / max(p.step - logged_step, 1)}
-            check_finite(metrics, p.step, tracker)
-            if p.step >= p.next_eval or phase.finished():
-                metrics["l2_rel"] = rel_l2(predict(model, eval_inputs), parts.evaluation.u_ref)
-                p.best = min(p.best, metrics["l2_rel"])
-                metrics["l2_rel_best"] = p.best
-                metrics.update(problem.extra_metrics(model))
-                p.next_eval = p.step + cfg.train.eval_every
-                bar.set_postfix(loss=f"{metrics['loss/total']:.3e}", l2=f"{metrics['l2_rel']:.2e}")
-            tracker.log_metrics(metrics, p.step)
-            recorder.at_log_step(p.step, weighting, points)
-            p.history.append((p.step, metrics))
-            logged_at, logged_step, p.next_log = now, p.step, p.step + cfg.train.log_every
-            if cfg.train.checkpoint_every and p.step >= p.next_checkpoint:
-                p.next_checkpoint = p.step + cfg.train.checkpoint_every
-                save_and_log_checkpoint(parts, cfg, tracker, out_dir, p)
-        end_phase(phase, rel_l2(predict(model, eval_inputs), parts.evaluation.u_ref), time.perf_counter() - phase_started,
-                  p.step, tracker)
-    bar.close()
-    u_pred = predict(model, eval_inputs)
+                book.interrupt(stop.requested)
+            book.log_if_due(phase, points)
+        end_phase(phase, book.evaluate(), time.perf_counter() - phase_started, p.step, tracker)
+    book.close()
+    u_pred = predict(model, book.eval_inputs)
     final = {"final/l2_rel": rel_l2(u_pred, parts.evaluation.u_ref), "final/time_s": time.perf_counter() - started,
              "final/steps": float(p.step)}
     tracker.log_metrics(final, p.step)
-    recorder.record(p.step, weighting, points)
+    book.recorder.record(p.step, parts.weighting, points)
     write_outputs(parts, cfg, tracker, out_dir, p, u_pred)
     return final
+
+
+class Cadence:
+    """The loop's bookkeeping between steps, so that `train` reads as phases and steps: iteration
+    rows held for the next log step, the log / eval / checkpoint cadences (kept in the Progress
+    that checkpoints carry), the weight artifacts, the progress bar and the interrupt checkpoint.
+    Host syncs happen only here, at log steps."""
+
+    def __init__(self, parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progress: Progress):
+        self.parts, self.cfg, self.tracker, self.out_dir, self.p = parts, cfg, tracker, out_dir, progress
+        p = progress
+        p.next_log = p.next_log if p.next_log > p.step else p.step + cfg.train.log_every  # a run stopped on a log step resumes past it
+        p.next_eval = p.next_eval or cfg.train.eval_every
+        p.next_checkpoint = p.next_checkpoint or cfg.train.checkpoint_every
+        self.eval_inputs = torch.as_tensor(parts.evaluation.inputs, device=parts.device, dtype=parts.dtype)
+        self.recorder = WeightRecorder(parts.weighting.cfg.histogram_every, parts.problem.input_names, out_dir / "weights", tracker)
+        self.bar = report.RunProgress(sum(phase.steps for phase in parts.phases), p.step, parts.problem.name, cfg.train.progress)
+        self.rows: list[tuple[int, dict[str, Any]]] = []
+        self.last: dict[str, Any] = {}
+        startup = JOB_CLOCK.age()
+        if startup is not None:
+            tracker.log_metrics({"time/startup_s": startup}, p.step)
+        self.logged_at, self.logged_step = time.perf_counter(), p.step
+
+    def advanced(self, phase: Phase, rows: list[dict[str, Any]]) -> None:
+        """Count the iterations a phase just ran, keeping each row where the phase logs every iteration."""
+        if phase.logs_iterations:
+            self.rows += [(self.p.step + i + 1, row) for i, row in enumerate(rows)]
+        self.p.step += len(rows)
+        self.last = rows[-1] if rows else self.last
+        self.bar.update(len(rows))
+
+    def interrupt(self, reason: str) -> NoReturn:
+        """Record what is pending, checkpoint, and stop the run as interrupted (SIGINT/SIGTERM)."""
+        self.tracker.log_rows([(at, to_floats(row)) for at, row in self.rows])
+        save_and_log_checkpoint(self.parts, self.cfg, self.tracker, self.out_dir, self.p)
+        raise RunInterrupted(f"stopped by {reason} at step {self.p.step}; resume with resume={self.out_dir / CHECKPOINT}")
+
+    def evaluate(self) -> float:
+        return rel_l2(predict(self.parts.model, self.eval_inputs), self.parts.evaluation.u_ref)
+
+    def log_if_due(self, phase: Phase, points: Mapping[str, Points]) -> None:
+        """At a log step (or a phase's end): the metrics, rel-L2 at the eval cadence, weight
+        artifacts, history, and a checkpoint at its cadence."""
+        p, cfg, parts = self.p, self.cfg, self.parts
+        if (p.step < p.next_log and not phase.finished()) or not self.last:
+            return
+        self.tracker.log_rows([(at, to_floats(row)) for at, row in self.rows[:-1]])
+        self.rows = []
+        now = time.perf_counter()
+        metrics = {**to_floats({**self.last, **parts.weighting.metrics()}), **phase.metrics(), **parts.sampler.metrics(),
+                   "lr": phase.lr(), "time/step_ms": 1e3 * (now - self.logged_at) / max(p.step - self.logged_step, 1)}
+        check_finite(metrics, p.step, self.tracker)
+        if p.step >= p.next_eval or phase.finished():
+            metrics["l2_rel"] = self.evaluate()
+            p.best = min(p.best, metrics["l2_rel"])
+            metrics["l2_rel_best"] = p.best
+            metrics.update(parts.problem.extra_metrics(parts.model))
+            p.next_eval = p.step + cfg.train.eval_every
+            self.bar.set_postfix(loss=f"{metrics['loss/total']:.3e}", l2=f"{metrics['l2_rel']:.2e}")
+        self.tracker.log_metrics(metrics, p.step)
+        self.recorder.at_log_step(p.step, parts.weighting, points)
+        p.history.append((p.step, metrics))
+        self.logged_at, self.logged_step, p.next_log = now, p.step, p.step + cfg.train.log_every
+        if cfg.train.checkpoint_every and p.step >= p.next_checkpoint:
+            p.next_checkpoint = p.step + cfg.train.checkpoint_every
+            save_and_log_checkpoint(parts, cfg, self.tracker, self.out_dir, p)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def end_phase(phase: Phase, l2_rel: float, seconds: float, step: int, tracker: Tracker) -> None:
