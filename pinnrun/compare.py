@@ -14,11 +14,12 @@ missing the metric, so nothing drops out silently.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Mapping, NoReturn, Optional, Sequence
+from typing import Callable, Iterator, Mapping, NoReturn, Optional, Sequence
 
 import matplotlib
 
@@ -289,14 +290,12 @@ def mixed_configs(runs: pd.DataFrame, group_by: Sequence[str]) -> list[str]:
     budgets pooled into one mean), naming the keys."""
     from pinnrun import pairing
 
-    labels = group_labels(runs, group_by)
-    keys = [c for c in runs.columns if c.startswith("params.") and c != "params.seed"
-            and not any(pairing.excluded(c.removeprefix("params."), prefix) for prefix in pairing.BOOKKEEPING)]
+    keys = pairing.key_columns(runs)
     warnings = []
-    for label, group in runs.groupby(labels):
-        varying = [c.removeprefix("params.") for c in keys if group[c].nunique(dropna=False) > 1]
-        if varying:
-            warnings.append(f"group {label} pools runs that differ in {', '.join(varying)}: add them to --group-by "
+    for label, group in runs.groupby(group_labels(runs, group_by)):
+        differing = [c.removeprefix("params.") for c in pairing.varying(group, keys)]
+        if differing:
+            warnings.append(f"group {label} pools runs that differ in {', '.join(differing)}: add them to --group-by "
                             "or select one value with --filter")
     return warnings
 
@@ -384,6 +383,17 @@ def announce(paths: Sequence[Path]) -> None:
         print(f"pinnrun-compare: wrote {path}", file=sys.stderr)
 
 
+@contextlib.contextmanager
+def report_directory(files: Mapping[str, str], figures: Callable[[Path], list[Path]]) -> Iterator[Path]:
+    """A temporary directory holding the tables (name -> text) and the figures (under figures/), to upload."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        for name, text in files.items():
+            (directory / name).write_text(text)
+        figures(directory / "figures")
+        yield directory
+
+
 def log_to_sweep_parent(uri: str, runs: pd.DataFrame, baseline: object, metric: str, files: Mapping[str, str],
                         figures: Callable[[Path], list[Path]]) -> None:
     """When every compared run belongs to one sweep with a parent run, file the paired table and
@@ -395,11 +405,7 @@ def log_to_sweep_parent(uri: str, runs: pd.DataFrame, baseline: object, metric: 
     if sweeps.isna().any() or sweeps.nunique() != 1 or len(parents) != 1:
         return
     name = f"compare/{baseline}-{metric.replace('/', '_')}"
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp)
-        for file, text in files.items():
-            (directory / file).write_text(text)
-        figures(directory / "figures")
+    with report_directory(files, figures) as directory:
         tracking.log_artifacts_to(uri, str(parents[0]), directory, name)
     print(f"pinnrun-compare: logged to the sweep's parent run {parents[0]} under {name}", file=sys.stderr)
 
@@ -409,11 +415,7 @@ def log_run(args: argparse.Namespace, uri: str, n_runs: int, selection: str, ext
     """Tables and figures recorded as a run in --log-experiment, the selection as its params."""
     from pinnrun import tracking
 
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp)
-        for name, text in files.items():
-            (directory / name).write_text(text)
-        figures(directory / "figures")
+    with report_directory(files, figures) as directory:
         params: Mapping[str, object] = {"experiments": ",".join(args.experiment) or "all", "filter": selection or "none",
                                         "metric": args.metric, "n_runs": n_runs, **extra}
         run_id = tracking.log_comparison(uri, args.log_experiment, "compare", params, directory)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Hashable, Mapping, Optional, Sequence, TypeVar
 
 import numpy as np
 from scipy import stats
@@ -35,6 +35,7 @@ CONFIDENCE = 0.95
 WILCOXON_ARE = 3 / math.pi
 BOOTSTRAP_RESAMPLES = 9999
 MAX_SEEDS = 100_000
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,14 @@ class PairedResult:
     @property
     def bootstrap_disagrees(self) -> bool:
         """The bootstrap interval and the t-interval disagree on whether the ratio 1 is plausible."""
-        if not (math.isfinite(self.boot_low) and math.isfinite(self.boot_high)):
-            return False
-        return (self.ci_low <= 1 <= self.ci_high) != (self.boot_low <= 1 <= self.boot_high)
+        return intervals_disagree(self.ci_low, self.ci_high, self.boot_low, self.boot_high)
+
+
+def intervals_disagree(ci_low: float, ci_high: float, boot_low: float, boot_high: float) -> bool:
+    """Whether a bootstrap interval (when there is one) and the t-interval disagree about the ratio 1."""
+    if not (math.isfinite(boot_low) and math.isfinite(boot_high)):
+        return False
+    return (ci_low <= 1 <= ci_high) != (boot_low <= 1 <= boot_high)
 
 
 def log_ratios(baseline: Sequence[float], option: Sequence[float]) -> np.ndarray:
@@ -86,6 +92,16 @@ def compare_pairs(baseline: Sequence[float], option: Sequence[float], effect: Op
     target = math.log(effect) if effect is not None else mean
     return PairedResult(n, math.exp(mean), math.exp(low), math.exp(high), math.exp(boot_low), math.exp(boot_high),
                         wilcoxon_p(d), int((d < 0).sum()), seeds_needed(target, sd, ALPHA / max(comparisons, 1)))
+
+
+def compare_options(pairs: Mapping[K, tuple[Sequence[float], Sequence[float]]],
+                    effect: Optional[float] = None) -> dict[K, tuple[PairedResult, float]]:
+    """Several options against one baseline, each with its own (baseline, option) pairs: every
+    option's result and its Holm-adjusted p, m being the options with at least 2 pairs."""
+    m = sum(len(base) >= 2 for base, _ in pairs.values())
+    results = {key: compare_pairs(base, option, effect, m) for key, (base, option) in pairs.items()}
+    adjusted = holm([result.p_value for result in results.values()])
+    return {key: (result, float(p)) for (key, result), p in zip(results.items(), adjusted)}
 
 
 def t_interval(d: np.ndarray) -> tuple[float, float]:

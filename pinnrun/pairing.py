@@ -68,14 +68,20 @@ class Row:
     notes: list[str] = field(default_factory=list)
 
 
-def excluded(name: str, group: str) -> bool:
-    """A config key outside the pairing key: the compared group's own keys and bookkeeping."""
-    return any(name == prefix or name.startswith(f"{prefix}.") for prefix in (group, *BOOKKEEPING))
+def excluded(name: str, group: Optional[str] = None) -> bool:
+    """A config key outside the pairing key: bookkeeping, and the compared group's own keys."""
+    return any(name == prefix or name.startswith(f"{prefix}.") for prefix in (*BOOKKEEPING, *([group] if group else [])))
 
 
-def key_columns(runs: pd.DataFrame, group: str) -> list[str]:
-    """The params columns that pair runs: every logged config key but the group's and bookkeeping."""
+def key_columns(runs: pd.DataFrame, group: Optional[str] = None) -> list[str]:
+    """The params columns that define what a run trains: every logged config key but bookkeeping
+    and (when given) the compared group's."""
     return sorted(c for c in runs.columns if c.startswith("params.") and not excluded(c.removeprefix("params."), group))
+
+
+def varying(runs: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    """The columns, the seed aside, that take more than one value (a missing value counts as one) among the runs."""
+    return [c for c in columns if c != "params.seed" and runs[c].nunique(dropna=False) > 1]
 
 
 def seed_column(runs: pd.DataFrame) -> pd.Series:
@@ -90,9 +96,9 @@ def context_labels(runs: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     """Per run, 'key=value, ...' of the key columns (seed aside) that vary within its problem; '' when none do."""
     labels = pd.Series("", index=runs.index)
     for _, problem_runs in runs.groupby("_problem"):
-        varying = [c for c in columns if c != "params.seed" and problem_runs[c].nunique(dropna=False) > 1]
-        if varying:
-            labels[problem_runs.index] = problem_runs[varying].apply(
+        keys = varying(problem_runs, columns)
+        if keys:
+            labels[problem_runs.index] = problem_runs[keys].apply(
                 lambda row: ", ".join(f"{c.removeprefix('params.')}={v}" for c, v in row.items()), axis=1)
     return labels
 
@@ -160,14 +166,11 @@ def paired_table(runs: pd.DataFrame, states: pd.Series, baseline: Baseline, opti
                  effect: Optional[float] = None) -> tuple[pd.DataFrame, list[Row]]:
     """The paired table (COLUMNS), one row per option, problem and context, and the rows' pairs."""
     rows = pair_rows(runs, states, baseline, option_column, metric)
-    cells = [(row.problem, row.context) for row in rows]
-    # Holm's m: the options compared with the same baseline in the same problem and context
-    m = {cell: sum(1 for other, row in zip(cells, rows) if other == cell and len(row.base) >= 2) for cell in cells}
-    results = [paired.compare_pairs(row.base, row.values, effect, m[cell]) for row, cell in zip(rows, cells)]
-    p_holm = np.full(len(rows), np.nan)
-    for cell in set(cells):
-        index = [i for i, other in enumerate(cells) if other == cell]
-        p_holm[index] = paired.holm([results[i].p_value for i in index])
+    compared: dict[int, tuple[paired.PairedResult, float]] = {}
+    for cell in {(row.problem, row.context) for row in rows}:  # Holm over the options of one problem and context
+        compared.update(paired.compare_options({i: (row.base, row.values) for i, row in enumerate(rows)
+                                                if (row.problem, row.context) == cell}, effect))
+    results, p_holm = [compared[i][0] for i in range(len(rows))], [compared[i][1] for i in range(len(rows))]
     records = [{"problem": row.problem, "group": baseline.group, "option": row.option, "baseline": baseline.option,
                 "metric": metric, "n_pairs": res.n_pairs, "n_failed": row.failed, "ratio": res.ratio,
                 "ci_low": res.ci_low, "ci_high": res.ci_high, "p_value": res.p_value, "p_holm": p,
@@ -186,7 +189,7 @@ def check_notes(table: pd.DataFrame) -> list[str]:
     for _, r in table.iterrows():
         label = f"{r['problem']}{' [' + r['context'] + ']' if r['context'] else ''}: {r['option']} vs {r['baseline']}"
         t_has_one = r["ci_low"] <= 1 <= r["ci_high"]
-        if math.isfinite(r["boot_low"]) and t_has_one != (r["boot_low"] <= 1 <= r["boot_high"]):
+        if paired.intervals_disagree(r["ci_low"], r["ci_high"], r["boot_low"], r["boot_high"]):
             notes.append(f"{label}: the bootstrap interval [{r['boot_low']:.3g}, {r['boot_high']:.3g}] "
                          f"{'excludes' if t_has_one else 'includes'} 1, the t-interval does not agree")
         if not t_has_one and r["verdict"].startswith("no detectable"):

@@ -50,16 +50,14 @@ def verdict_table(rows: dict[str, dict[str, float]], effect: Optional[float]) ->
         raise ValueError(f"expected one uniform row, found {baselines}")
     base = rows[baselines[0]]
     options = {label: sorted(set(values) & set(base), key=int) for label, values in rows.items() if label != baselines[0]}
-    m = sum(len(seeds) >= 2 for seeds in options.values())
-    results = {label: paired.compare_pairs([base[s] for s in seeds], [rows[label][s] for s in seeds], effect, m)
-               for label, seeds in options.items()}
-    holm = dict(zip(results, paired.holm([r.p_value for r in results.values()])))
+    compared = paired.compare_options({label: ([base[s] for s in seeds], [rows[label][s] for s in seeds])
+                                       for label, seeds in options.items()}, effect)
     return pd.DataFrame([{
         "option": label, "baseline": baselines[0], "n_pairs": r.n_pairs,
         "ratio [95% CI]": pairing.interval(r.ratio, r.ci_low, r.ci_high), "p (Wilcoxon)": pairing.p_text(r.p_value),
-        "p (Holm)": pairing.p_text(holm[label]), "wins": f"{r.wins}/{r.n_pairs}",
-        "seeds_needed": pairing.count_text(r.seeds_needed), "verdict": paired.verdict(r, holm[label])}
-        for label, r in results.items()])
+        "p (Holm)": pairing.p_text(p_holm), "wins": f"{r.wins}/{r.n_pairs}",
+        "seeds_needed": pairing.count_text(r.seeds_needed), "verdict": paired.verdict(r, p_holm)}
+        for label, (r, p_holm) in compared.items()])
 
 
 def main() -> None:
