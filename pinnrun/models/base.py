@@ -10,14 +10,15 @@ import torch
 from torch import Tensor, nn
 
 from pinnrun import jet
-from pinnrun.config import ConfigError
-from pinnrun.models.embedding import FourierConfig, InputEmbedding
+from pinnrun.config import ConfigError, require_choice
+from pinnrun.models.embedding import INPUT_SCALES, FourierConfig, InputEmbedding
 from pinnrun.problems.base import Ansatz, Problem
 
 
 @dataclass
 class ModelConfig:
-    normalize_inputs: bool = True  # map each input from its domain interval to [-1, 1]
+    normalize_inputs: bool = True  # rescale each input from its domain interval (see input_scale)
+    input_scale: str = "unit"  # unit: domain -> [-1, 1] | standard: zero mean, unit variance over the domain
     hard_constraints: bool = False  # wrap the network in the problem's output ansatz
     periodic: List[str] = field(default_factory=list)  # inputs embedded as (cos, sin) of their period, e.g. [x]
     fourier: FourierConfig = field(default_factory=FourierConfig)
@@ -25,7 +26,13 @@ class ModelConfig:
     def validate(self, prefix: str) -> None:
         if len(set(self.periodic)) != len(self.periodic):
             raise ConfigError(f"{prefix}.periodic={list(self.periodic)}: names an input twice")
+        require_choice(f"{prefix}.input_scale", self.input_scale, INPUT_SCALES)
         self.fourier.validate(f"{prefix}.fourier")
+
+
+def linear_weights(module: nn.Module) -> list[Tensor]:
+    """The weight matrices of every nn.Linear in `module`, in registration order."""
+    return [layer.weight for layer in module.modules() if isinstance(layer, nn.Linear)]
 
 
 class PINNModel(nn.Module):
@@ -33,7 +40,7 @@ class PINNModel(nn.Module):
 
     def __init__(self, cfg: ModelConfig, problem: Problem):
         super().__init__()
-        self.embedding = InputEmbedding(problem, cfg.normalize_inputs, list(cfg.periodic), cfg.fourier)
+        self.embedding = InputEmbedding(problem, cfg.input_scale if cfg.normalize_inputs else None, list(cfg.periodic), cfg.fourier)
         self.in_features = self.embedding.out_features
         self.ansatz: Optional[Ansatz] = None
         if cfg.hard_constraints:
@@ -44,6 +51,12 @@ class PINNModel(nn.Module):
     def network(self, z: Tensor) -> Tensor:
         """The network on the embedded inputs z."""
         raise NotImplementedError
+
+    def layer_weights(self) -> list[Tensor]:
+        """The weight matrices of the network's layers, in order, without biases: the parameters
+        Wang et al.'s LRA code takes its gradient statistics over (weighting `lra`, variant
+        `authors`). This default takes every linear layer; a model with side branches overrides it."""
+        return linear_weights(self)
 
     def forward(self, inputs: Tensor) -> Tensor:
         return self.surround(inputs, self.network)

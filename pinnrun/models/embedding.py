@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
 from pinnrun.config import ConfigError
 from pinnrun.problems.base import Problem
+
+INPUT_SCALES = ("unit", "standard")
 
 
 @dataclass
@@ -34,13 +37,17 @@ class FourierConfig:
 class InputEmbedding(nn.Module):
     """inputs (N, d) -> features (N, out_features).
 
-    Non-periodic inputs are mapped from their domain interval to [-1, 1] (when normalising).
+    Non-periodic inputs are rescaled from their domain interval [a, b] (when normalising): `unit`
+    maps it to [-1, 1]; `standard` to zero mean and unit variance of a uniform draw on it,
+    (x - (a + b) / 2) / ((b - a) / sqrt(12)), i.e. sqrt(3) times the unit map. Wang et al.'s code
+    standardises with the mean and std of 1e5 uniform points (Helmholtz2D_model_tf.py:22-23,288),
+    which this takes exactly; SA-PINN's code feeds raw inputs (`normalize_inputs: false`).
     A periodic input x with domain [a, a + L] becomes [cos(w (x - a)), sin(w (x - a))], w = 2 pi / L,
     so the network output and all its x-derivatives are exactly L-periodic (Dong & Ni 2021,
     J. Comput. Phys. 435, 110242). Fourier features, when on, act on the result of both.
     """
 
-    def __init__(self, problem: Problem, normalize: bool, periodic: list[str], fourier: FourierConfig):
+    def __init__(self, problem: Problem, scale: Optional[str], periodic: list[str], fourier: FourierConfig):
         super().__init__()
         names = problem.input_names
         unknown = [name for name in periodic if name not in names]
@@ -53,8 +60,10 @@ class InputEmbedding(nn.Module):
         span = torch.tensor([hi - lo for lo, hi in problem.bounds], dtype=torch.float64)
         self.register_buffer("period_low", low[self.periodic].clone())
         self.register_buffer("period", span[self.periodic].clone())
-        if not normalize:
+        if scale is None:
             low, span = torch.full_like(low, -1.0), torch.full_like(span, 2.0)
+        elif scale == "standard":
+            low, span = low + span * (1.0 - 1.0 / math.sqrt(3.0)) / 2.0, span / math.sqrt(3.0)
         self.register_buffer("input_low", low)
         self.register_buffer("input_span", span)
         self.out_features = len(self.plain) + 2 * len(self.periodic)

@@ -1,4 +1,11 @@
-"""Adam (Kingma & Ba 2015) with an optional learning-rate decay."""
+"""Adam (Kingma & Ba 2015) with an optional learning-rate decay, and the epsilon of either framework.
+
+torch adds eps to the bias-corrected root, lr m_hat / (sqrt(v_hat) + eps). TensorFlow (tf.train.
+AdamOptimizer and Keras Adam, which the SA-PINN and LRA authors ran) adds it to the uncorrected root:
+lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps), which is torch's rule with eps / sqrt(1 - b2^t)
+(Kingma & Ba 2015, sec. 2, "epsilon hat"). `eps_mode: keras` runs torch's Adam with that effective
+epsilon, set before each step: 1e-7 becomes about 3.2e-6 at the first step and 1e-7 again late on.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from pinnrun.config import ConfigError, require_choice, require_positive
 from pinnrun.optim.base import LOSS_TRANSFORMS, Closure, Phase, Plan, transform_loss
 
 SCHEDULES = ("none", "exponential", "step", "cosine")
+EPS_MODES = ("torch", "keras")
 
 
 @dataclass
@@ -20,6 +28,8 @@ class AdamConfig:
     steps: int = 5000
     lr: float = 1e-3
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8  # added to sqrt(v): torch's default 1e-8; TF1 1e-8, Keras 1e-7
+    eps_mode: str = "torch"  # torch: on the bias-corrected sqrt(v_hat) | keras: on the uncorrected sqrt(v) (TF and Keras)
     schedule: str = "none"  # none | exponential (lr * rate^(step/decay_steps)) | step | cosine
     decay_rate: float = 0.9
     decay_steps: int = 1000
@@ -28,6 +38,8 @@ class AdamConfig:
     def validate(self, prefix: str) -> None:
         require_positive(f"{prefix}.steps", self.steps)
         require_positive(f"{prefix}.lr", self.lr)
+        require_positive(f"{prefix}.eps", self.eps)
+        require_choice(f"{prefix}.eps_mode", self.eps_mode, EPS_MODES)
         require_choice(f"{prefix}.schedule", self.schedule, SCHEDULES)
         require_positive(f"{prefix}.decay_rate", self.decay_rate)
         require_positive(f"{prefix}.decay_steps", self.decay_steps)
@@ -47,6 +59,12 @@ def lr_factor(cfg: AdamConfig, step: int) -> float:
     return 1.0
 
 
+def set_epsilon(optimizer: torch.optim.Adam, eps: float, mode: str, step: int) -> None:
+    """Before Adam's step number `step` (1-based): torch's eps, or the Keras rule's eps / sqrt(1 - b2^step)."""
+    for group in optimizer.param_groups:
+        group["eps"] = eps if mode == "torch" else eps / math.sqrt(1.0 - group["betas"][1] ** step)
+
+
 class AdamPhase(Phase):
     name = "adam"
     adaptive = True
@@ -58,7 +76,7 @@ class AdamPhase(Phase):
 
     def start(self, params: Iterable[Tensor]) -> None:
         self.params = list(params)
-        self.optimizer = torch.optim.Adam(self.params, lr=self.cfg.lr, betas=tuple(self.cfg.betas))
+        self.optimizer = torch.optim.Adam(self.params, lr=self.cfg.lr, betas=tuple(self.cfg.betas), eps=self.cfg.eps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(self.cfg, step))
 
     def advance(self, closure: Closure, limit: int) -> list[dict[str, Any]]:
@@ -71,6 +89,7 @@ class AdamPhase(Phase):
             row.update(diagnostics)
             return value
 
+        set_epsilon(self.optimizer, self.cfg.eps, self.cfg.eps_mode, self.done + 1)
         self.optimizer.step(loss)
         self.scheduler.step()
         self.done += 1

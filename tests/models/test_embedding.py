@@ -25,7 +25,7 @@ def test_periodic_embedding_is_exactly_periodic(network, features: int) -> None:
     1e-12: u_xx reaches ~100 with sigma = 2 features), for a random network; without the
     embedding they do not."""
     torch.manual_seed(1)
-    cfg = MLPConfig(depth=3, width=16, periodic=["x"], fourier=FourierConfig(features=features, sigma=2.0))
+    cfg = network.Config(depth=3, width=16, periodic=["x"], fourier=FourierConfig(features=features, sigma=2.0))
     model = network(cfg, BURGERS).double()
     t = torch.linspace(0, 1, 9, dtype=torch.float64)
     left = torch.stack([torch.full_like(t, -1.0), t], dim=1)
@@ -35,12 +35,12 @@ def test_periodic_embedding_is_exactly_periodic(network, features: int) -> None:
         torch.testing.assert_close(fl[key], fr[key], rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(fl.u, fr.u, rtol=0, atol=1e-12)
     assert fl["x"].abs().max() > 1e-3  # the derivative is not trivially zero
-    plain = network(MLPConfig(depth=3, width=16), BURGERS).double()
+    plain = network(network.Config(depth=3, width=16), BURGERS).double()
     assert (plain(left) - plain(right)).abs().max() > 1e-3
 
 
 def test_periodic_embedding_values() -> None:
-    embedding = InputEmbedding(BURGERS, True, ["x"], FourierConfig())
+    embedding = InputEmbedding(BURGERS, "unit", ["x"], FourierConfig())
     inputs = torch.tensor([[0.5, 0.25], [-1.0, 1.0]], dtype=torch.float32)
     expected = torch.tensor([[-0.5, math.cos(1.5 * math.pi), math.sin(1.5 * math.pi)], [1.0, 1.0, 0.0]])
     torch.testing.assert_close(embedding(inputs), expected, atol=1e-6, rtol=0)  # [t in [-1, 1], cos, sin of pi (x + 1)]
@@ -49,11 +49,11 @@ def test_periodic_embedding_values() -> None:
 def test_fourier_features_are_cos_sin_of_a_seeded_projection() -> None:
     cfg = FourierConfig(features=5, sigma=3.0)
     torch.manual_seed(7)
-    a = InputEmbedding(BURGERS, True, [], cfg)
+    a = InputEmbedding(BURGERS, "unit", [], cfg)
     torch.manual_seed(7)
-    b = InputEmbedding(BURGERS, True, [], cfg)
+    b = InputEmbedding(BURGERS, "unit", [], cfg)
     torch.manual_seed(8)
-    c = InputEmbedding(BURGERS, True, [], cfg)
+    c = InputEmbedding(BURGERS, "unit", [], cfg)
     assert torch.equal(a.fourier, b.fourier) and not torch.equal(a.fourier, c.fourier)
     assert a.fourier.shape == (2, 5) and a.out_features == 10
     inputs = torch.tensor([[0.0, 0.5], [1.0, 0.0]])
@@ -72,8 +72,22 @@ def test_fourier_features_are_fixed_unless_trainable() -> None:
 
 def test_normalisation_maps_the_domain_to_the_unit_box_or_is_skipped() -> None:
     corners = torch.tensor([[-1.0, 0.0], [1.0, 1.0], [0.0, 0.5]])
-    on = InputEmbedding(BURGERS, True, [], FourierConfig())
-    off = InputEmbedding(BURGERS, False, [], FourierConfig())
+    on = InputEmbedding(BURGERS, "unit", [], FourierConfig())
+    off = InputEmbedding(BURGERS, None, [], FourierConfig())
     torch.testing.assert_close(on(corners), torch.tensor([[-1.0, -1.0], [1.0, 1.0], [0.0, 0.0]]))
     torch.testing.assert_close(off(corners), corners)
     assert ModelConfig().periodic == []
+
+
+def test_standard_scaling_matches_the_moments_of_a_large_uniform_draw() -> None:
+    """`standard` is (x - mean) / std of the uniform law on the domain: the authors' code of Wang et
+    al. 2021 estimates both from 1e5 uniform points, so a draw standardised by its own moments and
+    one scaled by the embedding agree to the sampling error (~1e-2 at 1e5 points)."""
+    generator = torch.Generator().manual_seed(0)
+    draw = torch.rand(100_000, 2, generator=generator, dtype=torch.float64) * torch.tensor([2.0, 1.0]) - torch.tensor([1.0, 0.0])
+    scaled = InputEmbedding(BURGERS, "standard", [], FourierConfig()).double()(draw)
+    by_moments = (draw - draw.mean(0)) / draw.std(0)
+    assert (scaled - by_moments).abs().max() < 2e-2
+    corners = torch.tensor([[-1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    torch.testing.assert_close(InputEmbedding(BURGERS, "standard", [], FourierConfig()).double()(corners),
+                               torch.tensor([[-1.0, -1.0], [1.0, 1.0]], dtype=torch.float64) * 3.0**0.5)

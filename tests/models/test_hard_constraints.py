@@ -24,7 +24,7 @@ class BurgersWithoutAnsatz(Burgers):
 @pytest.mark.parametrize("network", [MLP, ModifiedMLP])
 def test_burgers_ansatz_satisfies_ic_and_bc_exactly(network) -> None:
     torch.manual_seed(3)
-    cfg = MLPConfig(depth=3, width=16, hard_constraints=True, fourier=FourierConfig(features=4, sigma=3.0))
+    cfg = network.Config(depth=3, width=16, hard_constraints=True, fourier=FourierConfig(features=4, sigma=3.0))
     model = network(cfg, Burgers(BurgersConfig())).double()
     x = torch.linspace(-1, 1, 101, dtype=torch.float64)
     t = torch.linspace(0, 1, 101, dtype=torch.float64)

@@ -37,12 +37,14 @@ def test_output_shape_and_dtype(make_cfg, name: str, dtype: torch.dtype, activat
     assert all(p.grad is not None and p.grad.dtype == dtype for p in model.parameters())
 
 
-def test_modified_mlp_matches_its_equations_by_hand() -> None:
-    """Wang, Teng & Perdikaris 2021: U = act(X W_u + b_u), V = act(X W_v + b_v), H_1 = act(X W_1 + b_1),
-    Z_k = act(H_k W_k + b_k), H_{k+1} = (1 - Z_k) U + Z_k V, u = H W + b, recomputed in numpy
-    from the layer weights (depth 3: two gates; width 3; inputs normalised to [-1, 1])."""
+@pytest.mark.parametrize("gate_first", [True, False])
+def test_modified_mlp_matches_its_equations_by_hand(gate_first: bool) -> None:
+    """Wang, Teng & Perdikaris 2021: U = act(X W_u + b_u), V = act(X W_v + b_v), Z_k = act(H_k W_k + b_k),
+    H_{k+1} = (1 - Z_k) U + Z_k V, u = H W + b, recomputed in numpy from the layer weights (depth 3,
+    width 3, inputs normalised to [-1, 1]). With gate_first (the authors' code) H_0 = X and all three
+    hidden layers are gates; without, H_1 = act(X W_1 + b_1) and two are."""
     torch.manual_seed(0)
-    model = ModifiedMLP(MLPConfig(depth=3, width=3, activation="tanh"), BURGERS).double()
+    model = ModifiedMLP(ModifiedMLP.Config(depth=3, width=3, activation="tanh", gate_first=gate_first), BURGERS).double()
     for p in model.parameters():  # non-zero biases, so a bias mix-up shows
         torch.nn.init.uniform_(p, -1.0, 1.0)
     inputs = np.array([[-1.0, 0.0], [0.25, 0.5], [0.9, 1.0]])
@@ -52,13 +54,27 @@ def test_modified_mlp_matches_its_equations_by_hand() -> None:
         return x @ w[f"{layer}.weight"].T + w[f"{layer}.bias"]
 
     x = np.stack([inputs[:, 0], 2.0 * inputs[:, 1] - 1.0], axis=1)  # x in [-1, 1] already; t from [0, 1]
-    u, v, h = np.tanh(dense(x, "encoder_u")), np.tanh(dense(x, "encoder_v")), np.tanh(dense(x, "first"))
+    u, v = np.tanh(dense(x, "encoder_u")), np.tanh(dense(x, "encoder_v"))
+    z = np.tanh(dense(x, "first"))
+    h = (1.0 - z) * u + z * v if gate_first else z
     for k in range(2):
         z = np.tanh(dense(h, f"gates.{k}"))
         h = (1.0 - z) * u + z * v
     expected = dense(h, "output")
     np.testing.assert_allclose(model(torch.from_numpy(inputs)).detach().numpy(), expected, rtol=1e-13, atol=1e-14)
     assert sum(p.numel() for p in model.parameters()) == 3 * (2 * 3 + 3) + 2 * (3 * 3 + 3) + 3 + 1
+    assert [tuple(m.shape) for m in model.layer_weights()] == [(3, 2), (3, 3), (3, 3), (1, 3)]
+
+
+def test_modified_mlp_encoder_biases_are_random_by_default_as_in_the_authors_code() -> None:
+    """Helmholtz2D_model_tf.py:52-56 draws the encoder biases like weights, N(0, 2 / (1 + width));
+    `encoder_bias: zeros` keeps them at zero. Hidden-layer biases start at zero either way."""
+    torch.manual_seed(0)
+    random = ModifiedMLP(ModifiedMLP.Config(depth=2, width=400), BURGERS)
+    zeros = ModifiedMLP(ModifiedMLP.Config(depth=2, width=400, encoder_bias="zeros"), BURGERS)
+    for encoder in (random.encoder_u, random.encoder_v):
+        assert abs(float(encoder.bias.detach().std()) / math.sqrt(2.0 / 401) - 1.0) < 0.15
+    assert all(float(b.abs().max()) == 0.0 for b in (zeros.encoder_u.bias, zeros.encoder_v.bias, random.first.bias))
 
 
 @pytest.mark.parametrize("init, check", [

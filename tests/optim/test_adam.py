@@ -74,3 +74,45 @@ def test_adam_rows_carry_the_loss_it_stepped_on_and_the_weight_moves_by_lr() -> 
 def test_bad_adam_settings_are_refused_with_the_key(field: str, value, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         AdamConfig(**{field: value}).validate("optimizer")
+
+
+def two_steps(cfg: AdamConfig, gradients: tuple[float, float]) -> list[float]:
+    """w after each of two steps on loss = g_k * w (gradient g_k at step k), from w = 0, float64."""
+    w = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    phase = AdamPhase(cfg)
+    phase.start([w])
+    seen = []
+    for g in gradients:
+        def closure(g: float = g):
+            w.grad = None
+            loss = (g * w).sum()
+            loss.backward()
+            return loss, {"loss/total": loss.detach()}
+        phase.advance(closure, 1)
+        seen.append(float(w.detach()))
+    return seen
+
+
+@pytest.mark.parametrize("mode", ["torch", "keras"])
+def test_epsilon_mode_matches_each_frameworks_update_by_hand(mode: str) -> None:
+    """Two steps with gradients 1e-6 then 3e-6, lr 1e-3, betas (0.9, 0.999), eps 1e-7. torch:
+    w -= lr m_hat / (sqrt(v_hat) + eps); TF/Keras: w -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps).
+    The gradients sit near eps, so the two rules differ by a factor of about 4 at step one."""
+    lr, b1, b2, eps, grads = 1e-3, 0.9, 0.999, 1e-7, (1e-6, 3e-6)
+    m = v = w = 0.0
+    expected = []
+    for t, g in enumerate(grads, start=1):
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        if mode == "torch":
+            w -= lr * (m / (1 - b1**t)) / (math.sqrt(v / (1 - b2**t)) + eps)
+        else:
+            w -= lr * math.sqrt(1 - b2**t) / (1 - b1**t) * m / (math.sqrt(v) + eps)
+        expected.append(w)
+    got = two_steps(AdamConfig(lr=lr, betas=[b1, b2], eps=eps, eps_mode=mode), grads)
+    assert got == pytest.approx(expected, rel=1e-12)
+    assert (expected[0] > -0.3e-3) == (mode == "keras")  # keras: about 0.24 lr; torch: about 0.91 lr
+
+
+def test_unknown_epsilon_mode_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="optimizer.eps_mode='tf': not one of torch, keras"):
+        AdamConfig(eps_mode="tf").validate("optimizer")
