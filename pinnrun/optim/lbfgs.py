@@ -10,6 +10,14 @@ iteration per `step` call and evaluates the new iterate before the next one, so 
   `tolerance_change` (loss change, step length or directional derivative below), or
   `non_finite_loss`.
 
+`rules: lua` applies the tests of the lua-optim port that SA-PINN's code runs (levimcclenny/SA-PINNs,
+Burgers/eager_lbfgs.py:17-187, with `line_search: none` and lr 0.8 its fixed step): the first step
+is min(1, 1 / sum|g|) without the lr factor torch applies (:129-133); it stops on sum|g| <=
+tolerance_grad (:164-168; the code's tolFun 1e-5), sum|step| <= tolerance_change (:170-174; tolX
+1e-9), and on |f| < tolerance_change (:176: `tf.abs(f, f_old)` takes f_old as the op's name, so the
+code's "function change" test is really this one); it has no loss-change test. torch's rules use
+max|g|, max|step| and |f - f_prev|.
+
 Re-evaluating the iterate costs nothing: the strong-Wolfe search already evaluated the accepted
 point, and torch moves the parameters there with the same arithmetic, so the evaluation is looked
 up by the exact parameter values. A non-finite loss (in the line search or anywhere) ends the
@@ -30,6 +38,7 @@ from pinnrun.config import require_choice, require_positive
 from pinnrun.optim.base import LOSS_TRANSFORMS, Closure, Diagnostics, Phase, Plan, transform_loss
 
 LINE_SEARCHES = ("strong_wolfe", "none")
+RULES = ("torch", "lua")
 LINE_SEARCH_EVALUATIONS = 25  # evaluations one strong-Wolfe search may use (torch's default)
 
 
@@ -42,6 +51,7 @@ class LBFGSConfig:
     tolerance_change: float = 1e-12  # stop when the loss or the step changes less than this
     max_eval_per_iter: float = 1.25  # closure evaluations allowed per iteration on average (torch's default ratio)
     line_search: str = "strong_wolfe"
+    rules: str = "torch"  # torch: max|g|, max|step|, loss change | lua: SA-PINN's lua-optim port (module docstring)
     loss_transform: str = "none"  # none | sqrt | log: the objective is T(total loss) (see pinnrun.optim.base)
 
     def validate(self, prefix: str) -> None:
@@ -52,6 +62,7 @@ class LBFGSConfig:
         require_positive(f"{prefix}.tolerance_change", self.tolerance_change)
         require_positive(f"{prefix}.max_eval_per_iter", self.max_eval_per_iter)
         require_choice(f"{prefix}.line_search", self.line_search, LINE_SEARCHES)
+        require_choice(f"{prefix}.rules", self.rules, RULES)
         require_choice(f"{prefix}.loss_transform", self.loss_transform, LOSS_TRANSFORMS)
 
 
@@ -90,7 +101,7 @@ class LBFGSPhase(Phase):
             lr=self.cfg.lr,
             max_iter=1,
             history_size=self.cfg.history_size,
-            tolerance_grad=self.cfg.tolerance_grad,
+            tolerance_grad=self.cfg.tolerance_grad if self.cfg.rules == "torch" else 0.0,  # lua: tested here
             tolerance_change=self.cfg.tolerance_change,
             line_search_fn=None if self.cfg.line_search == "none" else self.cfg.line_search,
         )
@@ -135,11 +146,10 @@ class LBFGSPhase(Phase):
                 # torch lets the line search use max_eval - 1 evaluations after its first one
                 self.optimizer.param_groups[0]["max_eval"] = min(LINE_SEARCH_EVALUATIONS, self.budget - self.evaluations)
                 self.previous_loss = current.loss
-                self.optimizer.step(lambda: torch.tensor(self._evaluate(closure).loss))
-                self.done += 1
+                self._step(closure)
                 current = self._evaluate(closure)
                 rows.append({**current.diagnostics, "lbfgs/evaluations": float(self.evaluations)})
-                if (current.flat - self.recent[0].flat).abs().max() <= self.cfg.tolerance_change:
+                if self._norm(current.flat - self.recent[0].flat) <= self.cfg.tolerance_change:
                     exhausted = self.evaluations >= self.budget
                     self.stop_reason = "max_evaluations" if exhausted else "tolerance_change"
         except NonFiniteEvaluation:
@@ -149,18 +159,32 @@ class LBFGSPhase(Phase):
             self.stop_reason = "max_iterations"
         return rows
 
+    def _step(self, closure: Closure) -> None:
+        """One torch L-BFGS iteration; under the lua rules its first step is min(1, 1/sum|g|), not lr times that."""
+        first_lua = self.cfg.rules == "lua" and "n_iter" not in self.optimizer.state[self.params[0]]
+        group = self.optimizer.param_groups[0]
+        group["lr"] = 1.0 if first_lua else self.cfg.lr
+        self.optimizer.step(lambda: torch.tensor(self._evaluate(closure).loss))
+        group["lr"] = self.cfg.lr
+        self.done += 1
+
+    def _norm(self, values: Tensor) -> float:
+        """max|.| (torch's tests) or sum|.| (the lua port's)."""
+        return float(values.abs().max() if self.cfg.rules == "torch" else values.abs().sum())
+
     def _stop_before_iteration(self, current: ClosureEvaluation) -> Optional[str]:
-        """torch's convergence tests, applied to the iterate before the next iteration starts."""
+        """The convergence tests of the rules, applied to the iterate before the next iteration starts."""
         if self.done >= self.steps:
             return "max_iterations"
         if self.evaluations >= self.budget:
             return "max_evaluations"
-        grads = [g.abs().max() for g in current.grads if g is not None]
-        if grads and float(torch.stack(grads).max()) <= self.cfg.tolerance_grad:
+        grads = [g.flatten() for g in current.grads if g is not None]
+        if grads and self._norm(torch.cat(grads)) <= self.cfg.tolerance_grad:
             return "tolerance_grad"
-        if self.previous_loss is not None and abs(current.loss - self.previous_loss) < self.cfg.tolerance_change:
-            return "tolerance_change"
-        return None
+        if self.previous_loss is None:
+            return None
+        change = abs(current.loss) if self.cfg.rules == "lua" else abs(current.loss - self.previous_loss)
+        return "tolerance_change" if change < self.cfg.tolerance_change else None
 
     def _restore_best(self) -> None:
         """Put back the parameters of the lowest finite loss evaluated (the start if none was)."""

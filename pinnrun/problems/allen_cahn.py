@@ -89,9 +89,8 @@ class AllenCahn(Problem):
 
     def evaluation(self) -> Evaluation:
         nx, nt = self.cfg.eval_grid
-        times = np.linspace(0.0, 1.0, nt)
+        x, times = self.grid_axes((nx, nt))
         snapshots = self.spectral_solution(times)
-        x = np.linspace(-1.0, 1.0, nx)
         u = fourier_interpolate(snapshots, x)  # (nt, nx)
         inputs = self.grid((nx, nt))
         return Evaluation(inputs, u.T.ravel(), (nx, nt))

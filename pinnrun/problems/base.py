@@ -84,6 +84,7 @@ class ProblemConfig:
     n: Dict[str, int] = field(default_factory=dict)  # points per loss term
     weights: Dict[str, float] = field(default_factory=dict)  # term constants c_i, applied under any weighting
     eval_grid: List[int] = field(default_factory=list)  # evaluation grid points per input
+    eval_bounds: List[List[float]] = field(default_factory=list)  # [first, last] node per input; empty: the domain
 
     def validate(self, prefix: str) -> None:
         for term, count in self.n.items():
@@ -93,6 +94,9 @@ class ProblemConfig:
                 raise ConfigError(f"{prefix}.weights.{term}={weight!r}: must be a finite number >= 0")
         for count in self.eval_grid:
             require_positive(f"{prefix}.eval_grid", count)
+        for axis in self.eval_bounds:
+            if len(axis) != 2 or not all(math.isfinite(v) for v in axis) or axis[0] > axis[1]:
+                raise ConfigError(f"{prefix}.eval_bounds={[list(a) for a in self.eval_bounds]}: each input needs [first, last] with first <= last")
 
 
 class Problem(ABC):
@@ -152,9 +156,16 @@ class Problem(ABC):
         """Term constants c_i; terms without an entry weigh 1."""
         return {name: float(self.cfg.weights.get(name, 1.0)) for name in self.terms}
 
+    def grid_axes(self, shape: tuple[int, ...]) -> list[np.ndarray]:
+        """The evaluation grid's nodes per input: `shape` points from the first to the last node of
+        `eval_bounds` (default: the domain). The papers' grids need it: Raissi's Burgers data stops at
+        t = 0.99 and AC.mat's x grid at 1 - 2/512."""
+        bounds = [tuple(axis) for axis in self.cfg.eval_bounds] or self.bounds
+        return [np.linspace(lo, hi, count) for (lo, hi), count in zip(bounds, shape)]
+
     def grid(self, shape: tuple[int, ...]) -> np.ndarray:
-        """A tensor-product grid over the domain, (prod(shape), d), in C order."""
-        axes = [np.linspace(lo, hi, count) for (lo, hi), count in zip(self.bounds, shape)]
+        """A tensor-product grid over the evaluation bounds, (prod(shape), d), in C order."""
+        axes = self.grid_axes(shape)
         mesh = np.meshgrid(*axes, indexing="ij")
         return np.stack([m.ravel() for m in mesh], axis=1)
 
@@ -169,6 +180,12 @@ class Problem(ABC):
         if len(self.cfg.eval_grid) != len(self.input_names):
             raise ConfigError(
                 f"problem.eval_grid={list(self.cfg.eval_grid)}: needs one count per input {self.input_names}"
+            )
+        inside = all(lo - 1e-12 <= first and last <= hi + 1e-12 for (first, last), (lo, hi) in zip(self.cfg.eval_bounds, self.bounds))
+        if self.cfg.eval_bounds and (len(self.cfg.eval_bounds) != len(self.input_names) or not inside):
+            raise ConfigError(
+                f"problem.eval_bounds={[list(a) for a in self.cfg.eval_bounds]}: needs one [first, last] per input "
+                f"{self.input_names}, inside the domain {list(map(list, self.bounds))}"
             )
 
 

@@ -33,16 +33,39 @@ class Points:
 
 
 @dataclass
+class GridPickConfig:
+    """A term's points picked without replacement from the nodes of a uniform grid on each of its
+    boxes: `nodes` per free coordinate, from the box's lower end to `last` (default: its upper end).
+    SA-PINN's Burgers code takes its initial points off the 256 x-nodes of Raissi's data and its
+    boundary times off the data's t = 0, 0.01, ..., 0.99 (Burgers/burgers.py:215-221)."""
+
+    nodes: List[int] = field(default_factory=list)
+    last: List[float] = field(default_factory=list)
+
+    def validate(self, prefix: str) -> None:
+        if not self.nodes:
+            raise ConfigError(f"{prefix}.nodes: empty; give the grid's node count per free coordinate")
+        for count in self.nodes:
+            require_positive(f"{prefix}.nodes", count)
+        if self.last and len(self.last) != len(self.nodes):
+            raise ConfigError(f"{prefix}.last={list(self.last)}: needs one value per entry of nodes {list(self.nodes)}")
+
+
+@dataclass
 class SamplerConfig:
     n: Dict[str, int] = field(default_factory=dict)  # per-term count overrides of the problem's defaults
     resample_every: int = 0  # steps between fresh draws; 0 keeps the points fixed
     resample_terms: List[str] = field(default_factory=lambda: ["pde"])  # which terms are redrawn
+    fold: List[str] = field(default_factory=list)  # inputs drawn on [lo - span, hi] and folded to lo + |x - lo|
+    grid_pick: Dict[str, GridPickConfig] = field(default_factory=dict)  # per term: points off a grid's nodes
 
     def validate(self, prefix: str) -> None:
         for term, count in self.n.items():
             require_positive(f"{prefix}.n.{term}", count)
         if self.resample_every < 0:
             raise ConfigError(f"{prefix}.resample_every={self.resample_every}: must be >= 0 (0 = fixed points)")
+        for term, pick in self.grid_pick.items():
+            pick.validate(f"{prefix}.grid_pick.{term}")
 
 
 def split_count(total: int, measures: list[float]) -> list[int]:
@@ -73,8 +96,15 @@ class Sampler(ABC):
         bad = sorted(set(cfg.resample_terms) - set(problem.terms))
         if bad and cfg.resample_every:  # fixed points: resample_terms is unused (e.g. sharp has no "pde")
             raise ConfigError(f"sampler.resample_terms: unknown term {bad[0]!r}; {problem.name} has {', '.join(problem.terms)}")
+        unknown_inputs = sorted(set(cfg.fold) - set(problem.input_names))
+        if unknown_inputs:
+            raise ConfigError(f"sampler.fold: {unknown_inputs[0]!r} is not an input of {problem.name} ({', '.join(problem.input_names)})")
+        picked = sorted(set(cfg.grid_pick) - set(problem.terms))
+        if picked:
+            raise ConfigError(f"sampler.grid_pick.{picked[0]}: unknown term; {problem.name} has {', '.join(problem.terms)}")
         self.cfg = cfg
         self.problem = problem
+        self.folded = [problem.input_names.index(name) for name in cfg.fold]
         self.generator = generator
         self.counts = {**problem.counts(), **cfg.n}
         self.next_id = 0
@@ -99,11 +129,38 @@ class Sampler(ABC):
             if not free or not count:
                 parts.append(low.repeat(count, 1))
                 continue
-            inner = self.fill(count, torch.tensor([box[i][1] - box[i][0] for i in free], dtype=torch.float64))
+            span = torch.tensor([box[i][1] - box[i][0] for i in free], dtype=torch.float64)
+            inner = self.pick(term, count, box, free) if term in self.cfg.grid_pick else self.folded_fill(count, span, free)
             x = low.repeat(inner.shape[0], 1)
             x[:, free] = x[:, free] + inner
             parts.append(x)
         return torch.cat(parts)
+
+    def folded_fill(self, n: int, span: Tensor, free: list[int]) -> Tensor:
+        """`fill`, with each folded coordinate drawn on twice its span and folded at the lower end:
+        SA-PINN's code draws its LHS collocation points on [-1, 1]^2 and takes t = |t|
+        (Burgers/burgers.py:224-227), which keeps t uniform but not one point per stratum."""
+        axes = [k for k, i in enumerate(free) if i in self.folded]
+        if not axes:
+            return self.fill(n, span)
+        doubled = span.clone()
+        doubled[axes] = 2.0 * span[axes]
+        inner = self.fill(n, doubled)
+        inner[:, axes] = (inner[:, axes] - span[axes]).abs()
+        return inner
+
+    def pick(self, term: str, n: int, box: Box, free: list[int]) -> Tensor:
+        """n distinct nodes of the term's grid (GridPickConfig) on one box, offsets from its lower
+        corner along the free coordinates, in random order."""
+        cfg = self.cfg.grid_pick[term]
+        if len(cfg.nodes) != len(free):
+            raise ConfigError(f"sampler.grid_pick.{term}.nodes={list(cfg.nodes)}: the term's boxes have {len(free)} free coordinate(s)")
+        ends = cfg.last or [box[i][1] for i in free]
+        axes = [torch.linspace(0.0, end - box[i][0], count, dtype=torch.float64) for i, end, count in zip(free, ends, cfg.nodes)]
+        nodes = torch.cartesian_prod(*axes).reshape(-1, len(axes))
+        if n > nodes.shape[0]:
+            raise ConfigError(f"sampler.grid_pick.{term}: {n} points asked of a grid of {nodes.shape[0]} nodes")
+        return nodes[torch.randperm(nodes.shape[0], generator=self.generator)[:n]]
 
     def label(self, x: Tensor) -> Points:
         """Give coordinates fresh ids, never used before in this run."""

@@ -18,6 +18,9 @@ ascent, the paper's update lam <- lam + eta grad_lam L, whose growth is proporti
 the residual squared, capped at lr per step where g exceeds eps. Only the second regime makes the
 weights single out the hard points (Burgers at the paper's budget, docs/results.md).
 
+`eps_mode: keras` adds eps to the uncorrected sqrt(v) as the authors' Keras Adam does (SA-PINNs,
+Burgers/burgers.py:127-128: epsilon 1e-7, an effective 3.2e-6 at the first step): see pinnrun.optim.adam.
+
 Masks: `polynomial` m = c lam^q (paper: q = 2), `logistic` m = c / (1 + exp(-lam)) (bounded by c).
 Initialisation per term: `uniform` lam ~ scale * U(0, 1) (paper: scale 1 for Burgers, 100 for the
 Allen-Cahn IC), `constant` lam = scale.
@@ -32,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from pinnrun.config import ConfigError, require_choice, require_positive
+from pinnrun.optim.adam import EPS_MODES, set_epsilon
 from pinnrun.problems.base import Problem
 from pinnrun.samplers.base import Points, SamplerConfig
 from pinnrun.weighting.base import PointTable, Weighting, WeightingConfig, require_terms, weighted_loss
@@ -60,6 +64,7 @@ class SAConfig(WeightingConfig):
     lr: float = 5e-3  # the weights' own Adam learning rate (paper: 5e-3)
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8  # Adam's epsilon: below the gradients 2 lam r^2 / N, sign-like steps of lr; above them, gradient ascent with step lr / eps
+    eps_mode: str = "torch"  # torch | keras: eps on the uncorrected sqrt(v), as the authors' Keras Adam (pinnrun.optim.adam)
     init: Dict[str, InitConfig] = field(default_factory=dict)  # per term; others use default_init
     default_init: InitConfig = field(default_factory=InitConfig)
 
@@ -70,11 +75,18 @@ class SAConfig(WeightingConfig):
         require_positive(f"{prefix}.q", self.q)
         require_positive(f"{prefix}.lr", self.lr)
         require_positive(f"{prefix}.eps", self.eps)
+        require_choice(f"{prefix}.eps_mode", self.eps_mode, EPS_MODES)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"{prefix}.betas={list(self.betas)}: must be two numbers in [0, 1)")
         self.default_init.validate(f"{prefix}.default_init")
         for term, init in self.init.items():
             init.validate(f"{prefix}.init.{term}")
+
+
+def ascent_steps(optimizer: torch.optim.Adam, lam: Tensor) -> int:
+    """Steps the weights' Adam has taken (its bias-correction clock)."""
+    step = optimizer.state.get(lam, {}).get("step", 0)
+    return int(step)
 
 
 def mask(cfg: SAConfig, lam: Tensor) -> Tensor:
@@ -148,6 +160,7 @@ class SelfAdaptive(Weighting):
         for term, optimizer in self.optimizers.items():
             lam = self.tables[term].values
             if ascent and lam.grad is not None:
+                set_epsilon(optimizer, self.cfg.eps, self.cfg.eps_mode, ascent_steps(optimizer, lam) + 1)
                 optimizer.step()
                 with torch.no_grad():
                     lam.clamp_(min=0.0)

@@ -115,3 +115,44 @@ def test_nan_at_the_very_first_evaluation_keeps_the_starting_parameters() -> Non
     phase, rows, w, _ = run(nan_beyond_three, [5.0], steps=10)
     assert phase.stop_reason == "non_finite_loss" and rows == []
     assert w.item() == 5.0
+
+
+LUA = {"line_search": "none", "lr": 0.8, "rules": "lua", "tolerance_grad": 1e-5, "tolerance_change": 1e-9}
+
+
+def norm_squared(w):
+    return 0.5 * (w**2).sum()
+
+
+def test_lua_rules_first_step_is_one_over_the_gradient_sum_without_lr() -> None:
+    """f = |w|^2 / 2 from (3, 4): g = (3, 4), sum|g| = 7. The lua port steps w - g / 7 (eager_lbfgs.py:
+    129-131); torch's rule takes lr times that, w - 0.8 g / 7. Later steps are lr d under both."""
+    start = torch.tensor([3.0, 4.0], dtype=torch.float64)
+    lua, _, w_lua, _ = run(norm_squared, [3.0, 4.0], limit=1, steps=10, **LUA)
+    torch_rules, _, w_torch, _ = run(norm_squared, [3.0, 4.0], limit=1, steps=10, **{**LUA, "rules": "torch"})
+    torch.testing.assert_close(w_lua.detach(), start - start / 7)
+    torch.testing.assert_close(w_torch.detach(), start - 0.8 * start / 7)
+    assert lua.cfg.lr == 0.8 and lua.optimizer.param_groups[0]["lr"] == 0.8
+
+
+def test_lua_rules_test_the_gradient_sum_not_its_max() -> None:
+    """g = 8e-6 in each of 20 coordinates at the start: max|g| <= 1e-5 stops torch's rules at once;
+    sum|g| = 1.6e-4 does not, so the lua rules take the first step (t = min(1, 1 / sum|g|) = 1: to
+    w = 0) and stop there (g . d = -1.3e-9 passes both rules' progress test, g . d < -1e-9)."""
+    start = [8e-6] * 20
+    torch_rules, rows, _, _ = run(norm_squared, start, steps=3, **{**LUA, "rules": "torch"})
+    assert torch_rules.stop_reason == "tolerance_grad" and rows == []
+    lua, rows, _, _ = run(norm_squared, start, steps=3, **LUA)
+    assert lua.stop_reason == "tolerance_grad" and len(rows) == 1
+
+
+def test_lua_rules_stop_on_a_small_loss_however_fast_it_changes() -> None:
+    """The code's 'function change' test is |f| < tolX (eager_lbfgs.py:176): a loss of 1e-10 that
+    halves every step stops the lua rules after one iteration, while torch's |f - f_prev| test goes on."""
+    def tiny(w):
+        return 1e-10 * (w**2).sum() + 0 * w.sum()
+
+    lua, rows, _, _ = run(tiny, [1.0], steps=20, **{**LUA, "tolerance_grad": 1e-30})
+    assert lua.stop_reason == "tolerance_change" and len(rows) == 1
+    torch_rules, rows, _, _ = run(tiny, [1.0], steps=20, **{**LUA, "rules": "torch", "tolerance_grad": 1e-30, "tolerance_change": 1e-30})
+    assert torch_rules.stop_reason == "max_iterations" and len(rows) == 20

@@ -3,6 +3,8 @@ the refusal of a resampling sampler."""
 
 from __future__ import annotations
 
+import math
+
 import io
 
 import pytest
@@ -63,6 +65,23 @@ def test_eps_above_the_gradients_makes_the_step_proportional_to_them() -> None:
     sa.after_step(ascent=True)
     moved = sa.tables["pde"].values.detach() - 0.5
     assert torch.allclose(moved, torch.tensor([LR * 4 / 34, LR / 31, 0.0], dtype=torch.float64), atol=1e-12)
+
+
+def test_keras_eps_mode_puts_eps_on_the_uncorrected_root() -> None:
+    """Same case, eps = 1: Keras Adam's first ascent step is lr sqrt(1 - b2) g / (sqrt(1 - b2) |g| + eps)
+    (b1's correction cancels): with sqrt(1 - 0.999) = 0.0316 it moves lr * 0.0422 / 1.0422 and
+    lr * 0.0105 / 1.0105, where torch's rule with eps = 1 moves lr * (4/3) / (7/3) and lr * (1/3) / (4/3)."""
+    root = math.sqrt(1 - 0.999)
+    for mode, expected in (("keras", [root * 4 / 3 / (root * 4 / 3 + 1), root / 3 / (root / 3 + 1)]),
+                           ("torch", [4 / 7, 1 / 4])):
+        sa = make(eps=1.0, eps_mode=mode)
+        pts = term_points([7, 8, 9])
+        sa.on_points(pts)
+        loss, _ = sa.loss(residuals_for([2.0, 1.0, 0.0]), pts, step=0)
+        loss.backward()
+        sa.after_step(ascent=True)
+        moved = sa.tables["pde"].values.detach() - 0.5
+        assert torch.allclose(moved, LR * torch.tensor([*expected, 0.0], dtype=torch.float64), atol=1e-12)
 
 
 def test_logistic_mask_gradient() -> None:
