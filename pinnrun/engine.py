@@ -145,7 +145,7 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
             phase.start(model.parameters())
         phase_started = time.perf_counter()
         while not phase.finished():
-            changed = sampler.update(p.step, residual_at) if phase.adaptive else None
+            changed = sampler.update(p.step, residual_at, phase.opens_round()) if phase.adaptive else None
             if changed:
                 changed = on_device(changed, parts)
                 points.update(changed)

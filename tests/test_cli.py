@@ -36,7 +36,7 @@ def test_help_lists_groups_and_options(tmp_path: Path) -> None:
     result = run_cli(["--help"], cwd=tmp_path)
     assert result.returncode == 0
     for line in ("problem: allen_cahn, burgers, diffusion, helmholtz, klein_gordon, oscillator, sharp, wave",
-                 "weighting: causal, gradnorm, gradnorm_terms, lra, lra_authors, lra_authors_klein_gordon, ntk, rba, sapinn, sapinn_authors_allen_cahn, sapinn_authors_burgers, sapinn_authors_helmholtz, sapinn_gp, uniform", "optimizer: adam, adam_bfgs, adam_lbfgs, adam_ssbfgs, adam_ssbroyden, bfgs, lbfgs, ssbfgs, ssbroyden",
+                 "weighting: causal, gradnorm, gradnorm_terms, lra, lra_authors, lra_authors_klein_gordon, ntk, rba, sapinn, sapinn_authors_allen_cahn, sapinn_authors_burgers, sapinn_authors_helmholtz, sapinn_gp, uniform", "optimizer: adam, adam_bfgs, adam_lbfgs, adam_lbfgs_rounds, adam_ssbfgs, adam_ssbroyden, bfgs, lbfgs, ssbfgs, ssbroyden",
                  "model: mlp, modified_mlp", "sampler: grid, halton, hammersley, lhs, rad, random, rar_d, rar_g, sobol"):
         assert line in result.stdout
 

@@ -59,6 +59,7 @@ class Phase(ABC):
     name: str = "phase"
     adaptive: bool = True  # weights ascend and points resample only in adaptive phases (SA-PINN: Adam only)
     logs_iterations: bool = False  # log every iteration's row, not only the last one per log step
+    starts_round: bool = False  # the sampler redraws its points before this phase's first step (pinnrun.optim.rounds)
 
     def __init__(self, steps: int):
         self.steps = steps
@@ -81,6 +82,10 @@ class Phase(ABC):
 
     def check(self, params: Sequence[Tensor]) -> None:
         """Refuse (ConfigError), before any run is created, parameters this phase cannot work on."""
+
+    def opens_round(self) -> bool:
+        """True before the first step of a phase that starts a round of new points."""
+        return self.starts_round and self.done == 0
 
     def finished(self) -> bool:
         return self.stop_reason is not None or self.done >= self.steps

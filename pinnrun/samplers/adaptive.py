@@ -32,12 +32,11 @@ from pinnrun.samplers.random import RandomSampler
 
 @dataclass
 class AdaptiveConfig(SamplerConfig):
-    resample_every: int = 1000  # steps between adaptive rounds (must be > 0)
+    resample_every: int = 1000  # steps between adaptive rounds; 0: only when the optimizer opens a round (adam_lbfgs_rounds)
     pool: int = 100000  # uniform random candidates per term per round
 
     def validate(self, prefix: str) -> None:
         super().validate(prefix)
-        require_positive(f"{prefix}.resample_every", self.resample_every)
         require_positive(f"{prefix}.pool", self.pool)
 
 
@@ -98,8 +97,8 @@ class ResidualSampler(RandomSampler):
     Config = AdaptiveConfig
     residual_based = True
 
-    def update(self, step: int, residual: Optional[ResidualFn] = None) -> Optional[dict[str, Points]]:
-        if step == 0 or step % self.cfg.resample_every:
+    def update(self, step: int, residual: Optional[ResidualFn] = None, round_start: bool = False) -> Optional[dict[str, Points]]:
+        if not self.due(step, round_start):
             return None
         if residual is None:
             raise ValueError(f"{type(self).__name__}.update needs the residual function at step {step}")

@@ -177,9 +177,15 @@ class Sampler(ABC):
         self.points = {term: self.draw(term, self.counts[term]) for term in self.problem.terms}
         return self.points
 
-    def update(self, step: int, residual: Optional[ResidualFn] = None) -> Optional[dict[str, Points]]:
+    def due(self, step: int, round_start: bool) -> bool:
+        """Whether to redraw now: every `resample_every` steps (0: never by the clock), and whenever
+        the optimizer opens a round (pinnrun.optim.rounds)."""
+        every = self.cfg.resample_every
+        return round_start or bool(every and step and step % every == 0)
+
+    def update(self, step: int, residual: Optional[ResidualFn] = None, round_start: bool = False) -> Optional[dict[str, Points]]:
         """New points for the terms that change at this step, or None when nothing changes."""
-        if not self.cfg.resample_every or step == 0 or step % self.cfg.resample_every:
+        if not self.due(step, round_start):
             return None
         changed = {term: self.draw(term, self.counts[term]) for term in self.cfg.resample_terms}
         self.points.update(changed)

@@ -111,7 +111,7 @@ def test_resampling_gives_new_ids_and_keeps_the_others(make_cfg) -> None:
         (["sampler=sobol", "sampler.scramble=false", "sampler.resample_every=10"], "redraws the same points"),
         (["sampler=rad", "sampler.pool=50"], "smaller than the 10000 points of term 'pde'"),
         (["sampler=rar_d", "sampler.max_growth=0.5"], "must be >= 1"),
-        (["sampler=rad", "sampler.resample_every=0"], "resample_every=0: must be > 0"),
+        (["sampler=rad", "sampler.resample_every=-5"], "resample_every=-5: must be >= 0"),
         (["sampler=rad", "sampler.c=-1"], "sampler.c=-1.0: must be >= 0"),
     ],
 )
