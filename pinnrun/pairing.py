@@ -3,7 +3,8 @@
 Two runs pair when they share the problem, the seed and every config key outside the compared
 group (model, points, optimizer, budget, dtype, ...) and differ in the group's option. Pinnrun runs
 of one seed start from the same network and points whatever the scheme (the engine tags each run
-with hashes of both); a pair whose hashes differ is reported and left out. Runs are matched by
+with hashes of both); a pair whose hashes differ is reported and left out (comparing models, only
+the points' hash must agree). Runs are matched by
 these keys only, never by their order in the store, and a run without a partner is listed as
 unpaired and left out. Keys that only decide what is logged or where (output, tracking, cadences
 of logs, evaluations and checkpoints) do not enter the key. Runs of one problem whose other
@@ -28,6 +29,12 @@ BOOKKEEPING = ("output", "tracking", "resume", "train.progress", "train.log_ever
                "train.checkpoint_every")
 """Config keys (and key prefixes) that change what is logged or where, never what is trained."""
 HASH_TAGS = ("tags.init_params_hash", "tags.init_points_hash")
+
+
+def checked_hashes(group: str) -> tuple[str, ...]:
+    """The start hashes a pair must share: both, except that comparing models changes the network
+    by construction (e.g. Wang et al.'s M3 against M1), so then only the points must agree."""
+    return HASH_TAGS[1:] if group == "model" else HASH_TAGS
 COLUMNS = ["problem", "group", "option", "baseline", "metric", "n_pairs", "n_failed", "ratio", "ci_low", "ci_high",
            "p_value", "p_holm", "wins", "seeds_needed", "verdict", "context", "n_unpaired", "boot_low", "boot_high"]
 """The paired table's columns: the compare issue's fifteen, then the context and the checks."""
@@ -122,19 +129,19 @@ def pair_rows(runs: pd.DataFrame, states: pd.Series, baseline: Baseline, option_
         for option in sorted(set(group["_option"]) - {baseline.option}):
             row = Row(str(problem), str(context), option)
             for key, runs_of_key in pd.concat([base, group[group["_option"] == option]]).groupby("_key", sort=True):
-                add_key(row, runs_of_key, baseline.option, metric)
+                add_key(row, runs_of_key, baseline.option, metric, checked_hashes(baseline.group))
             rows.append(row)
     return rows
 
 
-def add_key(row: Row, runs: pd.DataFrame, baseline_option: str, metric: str) -> None:
+def add_key(row: Row, runs: pd.DataFrame, baseline_option: str, metric: str, hashes: tuple[str, ...]) -> None:
     """Pair the baseline's and the option's run of one key (seed + config), or say why not."""
     sides = {side: runs[(runs["_option"] == baseline_option) == (side == "baseline")] for side in ("baseline", "option")}
     ok = {side: part[part["_state"] == "ok"] for side, part in sides.items()}
     seed = str(runs["_seed"].iloc[0])
     if all(len(part) == 1 for part in ok.values()):
         b, o = ok["baseline"].iloc[0], ok["option"].iloc[0]
-        mismatch = [t.removeprefix("tags.") for t in HASH_TAGS if isinstance(b.get(t), str) and isinstance(o.get(t), str)
+        mismatch = [t.removeprefix("tags.") for t in hashes if isinstance(b.get(t), str) and isinstance(o.get(t), str)
                     and b[t] != o[t]]
         if mismatch:
             row.unpaired += 1

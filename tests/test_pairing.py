@@ -208,3 +208,22 @@ def test_every_scheme_starts_from_the_same_network_and_points_at_a_seed(make_cfg
     first = runs.groupby("tags.seed")[["tags.init_params_hash", "tags.init_points_hash"]].first()
     assert (first.loc["3"] != first.loc["4"]).all()  # the hashes see the seed
     assert runs["tags.weighting"].nunique() == len(SCHEMES) and len(runs) == 2 * len(SCHEMES)
+
+
+def test_comparing_models_pairs_on_the_points_hash_only(tracking_uri: str, tmp_path: Path, capsys) -> None:
+    """Two networks never share init_params_hash, so `--baseline model=mlp` (Wang et al.'s M3 against
+    M1) pairs runs whose points agree and still leaves out a seed whose points differ."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    for seed in range(5):
+        for model, value in (("mlp", BASE[seed]), ("modified_mlp", BASE[seed] * math.exp(D["sapinn"][seed]))):
+            points = "moved" if (seed, model) == (4, "modified_mlp") else f"x{seed}"
+            run_id = add_run(client, "uniform", seed, value, hashes={"init_params_hash": f"{model}{seed}", "init_points_hash": points},
+                             model=model)
+            client.log_param(run_id, "model._target_", f"pinnrun.models.{model}")
+    path = tmp_path / "models.csv"
+    code, _, err = cli(tracking_uri, "--baseline", "model=mlp", "--csv", str(path), capsys=capsys)
+    assert code == 0, err
+    row = pd.read_csv(path).set_index("option").loc["modified_mlp"]
+    assert (row["n_pairs"], row["n_unpaired"]) == (4, 1)
+    assert row["ratio"] == pytest.approx(math.exp(np.mean(D["sapinn"][:4])), rel=1e-9)
+    assert "seed 4" in err and "init_points_hash differ" in err and "init_params_hash" not in err
