@@ -57,14 +57,19 @@ def test_eps_above_the_gradients_makes_the_step_proportional_to_them() -> None:
     """Same case with eps = 10: the first Adam step lr * g / (|g| + eps) is lr * (4/3) / (34/3) and
     lr * (1/3) / (31/3), so the large residual's weight moves 3.6x as far (gradient ratio 4), where
     eps = 1e-8 moves both by lr: eps decides whether the residual's size sets the growth."""
-    sa = make(eps=10.0)
+    moved = first_ascent_step(eps=10.0)
+    assert torch.allclose(moved, torch.tensor([LR * 4 / 34, LR / 31, 0.0], dtype=torch.float64), atol=1e-12)
+
+
+def first_ascent_step(**settings: object) -> torch.Tensor:
+    """How far the first ascent step moves the weights (all 0.5) of residuals (2, 1, 0)."""
+    sa = make(**settings)
     pts = term_points([7, 8, 9])
     sa.on_points(pts)
     loss, _ = sa.loss(residuals_for([2.0, 1.0, 0.0]), pts, step=0)
     loss.backward()
     sa.after_step(ascent=True)
-    moved = sa.tables["pde"].values.detach() - 0.5
-    assert torch.allclose(moved, torch.tensor([LR * 4 / 34, LR / 31, 0.0], dtype=torch.float64), atol=1e-12)
+    return sa.tables["pde"].values.detach() - 0.5
 
 
 def test_keras_eps_mode_puts_eps_on_the_uncorrected_root() -> None:
@@ -74,13 +79,7 @@ def test_keras_eps_mode_puts_eps_on_the_uncorrected_root() -> None:
     root = math.sqrt(1 - 0.999)
     for mode, expected in (("keras", [root * 4 / 3 / (root * 4 / 3 + 1), root / 3 / (root / 3 + 1)]),
                            ("torch", [4 / 7, 1 / 4])):
-        sa = make(eps=1.0, eps_mode=mode)
-        pts = term_points([7, 8, 9])
-        sa.on_points(pts)
-        loss, _ = sa.loss(residuals_for([2.0, 1.0, 0.0]), pts, step=0)
-        loss.backward()
-        sa.after_step(ascent=True)
-        moved = sa.tables["pde"].values.detach() - 0.5
+        moved = first_ascent_step(eps=1.0, eps_mode=mode)
         assert torch.allclose(moved, LR * torch.tensor([*expected, 0.0], dtype=torch.float64), atol=1e-12)
 
 
