@@ -105,9 +105,22 @@ def context_labels(runs: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     for _, problem_runs in runs.groupby("_problem"):
         keys = varying(problem_runs, columns)
         if keys:
-            labels[problem_runs.index] = problem_runs[keys].apply(
-                lambda row: ", ".join(f"{c.removeprefix('params.')}={v}" for c, v in row.items()), axis=1)
+            labels[problem_runs.index] = problem_runs.apply(lambda run: context_label(run, keys), axis=1)
     return labels
+
+
+def context_label(run: pd.Series, keys: Sequence[str]) -> str:
+    """'key=value, ...' for one run: a group's `_target_` by the option's name (its tag), and keys the
+    run does not have (another option's settings) left out."""
+    parts = []
+    for column in keys:
+        value, name = run[column], column.removeprefix("params.")
+        group = name.removesuffix("._target_")
+        if pd.isna(value):
+            continue
+        option = run.get(f"tags.{group}") if name.endswith("._target_") else None
+        parts.append(f"{group}={option}" if isinstance(option, str) else f"{name}={value}")
+    return ", ".join(parts)
 
 
 def describe(run: pd.Series) -> str:

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from pinnrun import compare, paired, tracking
+from pinnrun.pairing import context_label
 
 BASE = [1e-3, 4e-4, 2e-3, 7e-4, 5e-4]
 D = {"sapinn": [-0.3, -0.1, -0.4, 0.2, -0.5], "lra": [0.4, 0.1, 0.3, 0.5, 0.2]}
@@ -227,3 +228,15 @@ def test_comparing_models_pairs_on_the_points_hash_only(tracking_uri: str, tmp_p
     assert (row["n_pairs"], row["n_unpaired"]) == (4, 1)
     assert row["ratio"] == pytest.approx(math.exp(np.mean(D["sapinn"][:4])), rel=1e-9)
     assert "seed 4" in err and "init_points_hash differ" in err and "init_params_hash" not in err
+
+
+def test_context_names_a_groups_option_and_skips_keys_a_run_does_not_have() -> None:
+    """A run of the plain MLP has no model.gate_first: its context reads `model=mlp`, not
+    `model._target_=pinnrun.models.mlp.MLP, model.gate_first=nan`."""
+    keys = ["params.model._target_", "params.model.gate_first", "params.optimizer.steps"]
+    plain = pd.Series({"params.model._target_": "pinnrun.models.mlp.MLP", "params.model.gate_first": np.nan,
+                       "params.optimizer.steps": "200", "tags.model": "mlp"})
+    gated = pd.Series({"params.model._target_": "pinnrun.models.modified_mlp.ModifiedMLP", "params.model.gate_first": "True",
+                       "params.optimizer.steps": "200"})
+    assert context_label(plain, keys) == "model=mlp, optimizer.steps=200"
+    assert context_label(gated, keys) == "model._target_=pinnrun.models.modified_mlp.ModifiedMLP, model.gate_first=True, optimizer.steps=200"
