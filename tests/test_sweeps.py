@@ -21,17 +21,23 @@ TINY = ["optimizer=adam", "optimizer.steps=20", "train.log_every=10", "train.eva
         "output.prediction=false"]
 
 
-def sweep(tmp_path: Path, uri: str, *args: str) -> tuple[pd.DataFrame, pd.Series, dict]:
-    """Run `pinnrun --multirun` into tmp_path; the sweep's child runs, its parent run and sweep.json
-    (with the command's stderr under "stderr")."""
+def sweep(tmp_path: Path, uri: str, *args: str, env: dict | None = None) -> tuple[pd.DataFrame, pd.Series, dict]:
+    """Run `pinnrun --multirun` into tmp_path (with `env` added to the environment); the sweep's child
+    runs, its parent run and sweep.json (with the command's stderr under "stderr")."""
     result = run_cli(["--multirun", f"hydra.sweep.dir={tmp_path / 'sweep'}", f"tracking.uri={uri}", *TINY, *args],
-                     cwd=tmp_path, timeout=600)
+                     cwd=tmp_path, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    info = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    children, parent = sweep_runs(tmp_path / "sweep", uri)
+    return children, parent, {**json.loads((tmp_path / "sweep" / "sweep.json").read_text()), "stderr": result.stderr}
+
+
+def sweep_runs(sweep_dir: Path, uri: str) -> tuple[pd.DataFrame, pd.Series]:
+    """The child runs and the parent run of the sweep in `sweep_dir` (from its sweep.json)."""
+    info = json.loads((sweep_dir / "sweep.json").read_text())
     runs = tracking.search_runs(uri, filter_string=f"tags.sweep_id = '{info['sweep_id']}'")
     parent = runs[runs["run_id"] == info["parent_run_id"]]
     assert len(parent) == 1
-    return runs[runs["run_id"] != info["parent_run_id"]], parent.iloc[0], {**info, "stderr": result.stderr}
+    return runs[runs["run_id"] != info["parent_run_id"]], parent.iloc[0]
 
 
 def test_override_tags_and_swept_keys() -> None:
