@@ -132,8 +132,9 @@ def test_job_array_logs_to_the_tracking_server(slurm_cluster: Cluster, tracking_
     """Every task logs over HTTP to one PostgreSQL-backed server; artifacts go through it."""
     children, parent, _ = sweep(tmp_path, tracking_server.uri, *CPU_ARRAY, "seed=0,1,2", env=slurm_cluster.env)
     check_array(slurm_cluster, children, parent, tmp_path / "sweep", [0, 1, 2])
-    assert all(uri.startswith("mlflow-artifacts:") for uri in children["artifact_uri"])
-    summary = MlflowClient(tracking_uri=tracking_server.uri).download_artifacts(parent["run_id"], "summary.csv", str(tmp_path))
+    client = MlflowClient(tracking_uri=tracking_server.uri)
+    assert all(client.get_run(run_id).info.artifact_uri.startswith("mlflow-artifacts:") for run_id in children["run_id"])
+    summary = client.download_artifacts(parent["run_id"], "summary.csv", str(tmp_path))
     assert pd.read_csv(summary)["n"].tolist() == [3]
 
 
