@@ -1,8 +1,10 @@
 """Shared fixtures: a composed config with small budgets, outputs and tracking under tmp_path; the
-PostgreSQL-backed tracking server of scripts/tracking_server.sh on loopback."""
+PostgreSQL-backed tracking server of scripts/tracking_server.sh on loopback; the real CLI in a
+subprocess, in the foreground or in the background while a test watches its runs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -11,10 +13,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from glob import glob
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Optional, Sequence, TypeVar
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -23,6 +26,7 @@ from omegaconf import DictConfig
 from pinnrun.cli import config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 QUICK = ["optimizer=adam", "optimizer.steps=20", "train.log_every=10", "train.eval_every=10", "train.progress=false"]
 
 
@@ -36,6 +40,41 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
             return compose("config", overrides=base + (QUICK if quick else []) + list(overrides))
 
     return make
+
+
+@contextlib.contextmanager
+def background_cli(args: Sequence[str], cwd: Path, env: dict | None = None) -> Iterator[subprocess.Popen]:
+    """The real `pinnrun` entry point running in the background, its stderr in cwd/stderr.txt;
+    killed on leaving the block if it is still running."""
+    with open(cwd / "stderr.txt", "w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "pinnrun.cli", *args], cwd=cwd, stdout=subprocess.DEVNULL,
+                                   stderr=stderr, env={**os.environ, **(env or {})})
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def wait_for(condition: Callable[[], Optional[T]], what: str, timeout_s: float = 240) -> T:
+    """Poll until `condition` returns something truthy, and return it; fail naming `what`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def training_run(uri: str, job: int) -> Optional[str]:
+    """The id of sweep job `job`'s run once it is RUNNING and has logged its first loss, else None."""
+    from pinnrun import tracking
+
+    runs = tracking.search_runs(uri, filter_string=f"attributes.status = 'RUNNING' and tags.sweep_job = '{job}' "
+                                                   "and metrics.`loss/total` > 0")
+    return str(runs["run_id"].iloc[0]) if len(runs) else None
 
 
 def run_cli(args: Sequence[str], cwd: Path, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -13,24 +13,21 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, TypeVar
+from typing import Iterator, Optional
 
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pinnrun import tracking
-from tests.conftest import Server, alive, free_port, run_cli, script
+from tests.conftest import Server, alive, background_cli, free_port, run_cli, script, training_run, wait_for
 from tests.test_sweeps import TINY, sweep, sweep_runs
 
 DAEMONS = ("munge/munged.pid", "slurmctld.pid", "slurmd.pid")
 # CPU jobs of one core each: the submitit_slurm defaults ask for a GPU and 4 cores per run.
 CPU_ARRAY = ["hydra/launcher=submitit_slurm", "hydra.launcher.gpus_per_task=0", "hydra.launcher.cpus_per_task=1",
              "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10", "threads=1"]
-T = TypeVar("T")
 
 
 @dataclass
@@ -90,17 +87,6 @@ def slurm_cluster() -> Iterator[Cluster]:
     assert not left, f"SLURM daemons left running after stop: {left}"
 
 
-def wait_for(condition: Callable[[], Optional[T]], what: str, timeout_s: float = 240) -> T:
-    """Poll until `condition` returns something other than None (or False); fail naming `what`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def array_tasks(sweep_dir: Path) -> list[str]:
     """The SLURM ids (`<array>_<index>`) of the sweep's array tasks, from submitit's per-task folders."""
     return sorted(p.name for p in (sweep_dir / ".submitit").iterdir() if p.is_dir() and re.fullmatch(r"\d+_\d+", p.name))
@@ -138,13 +124,6 @@ def test_job_array_logs_to_the_tracking_server(slurm_cluster: Cluster, tracking_
     assert pd.read_csv(summary)["n"].tolist() == [3]
 
 
-def training_run(uri: str, job: int) -> Optional[str]:
-    """The id of sweep job `job`'s run once it is RUNNING and has logged its first loss, else None."""
-    runs = tracking.search_runs(uri, filter_string=f"attributes.status = 'RUNNING' and tags.sweep_job = '{job}' "
-                                                   "and metrics.`loss/total` > 0")
-    return str(runs["run_id"].iloc[0]) if len(runs) else None
-
-
 def run_status(uri: str, run_id: str) -> str:
     return MlflowClient(tracking_uri=uri).get_run(run_id).info.status
 
@@ -174,23 +153,16 @@ def test_a_requeued_task_continues_its_run(slurm_cluster: Cluster, tmp_path: Pat
                         cwd=tmp_path, timeout=300)
     assert reference.returncode == 0, reference.stderr[-3000:]
     sweep_dir = tmp_path / "sweep"
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "pinnrun.cli", "--multirun", f"hydra.sweep.dir={sweep_dir}", f"tracking.uri={tracking_uri}",
-         *TINY, *CPU_ARRAY, *LONG, "seed=0,1"],
-        cwd=tmp_path, env={**os.environ, **slurm_cluster.env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
+    with background_cli(["--multirun", f"hydra.sweep.dir={sweep_dir}", f"tracking.uri={tracking_uri}", *TINY, *CPU_ARRAY,
+                         *LONG, "seed=0,1"], tmp_path, slurm_cluster.env) as launcher:
         run_id = wait_for(lambda: training_run(tracking_uri, 0), "task 0's run to log its first loss")
         task = array_tasks(sweep_dir)[0]
         slurm_cluster.command(*command, task)
         wait_for(lambda: run_status(tracking_uri, run_id) == "KILLED", "the run to end KILLED")
         wait_for(lambda: task_state(slurm_cluster, task) == "PENDING", "SLURM to requeue the task")
         slurm_cluster.command("scontrol", "update", f"JobId={task}", "StartTime=now")
-        _, stderr = launcher.communicate(timeout=300)
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait()
-    assert launcher.returncode == 0, stderr[-3000:]
+        launcher.wait(timeout=300)
+    assert launcher.returncode == 0, (tmp_path / "stderr.txt").read_text()[-3000:]
     children, parent = sweep_runs(sweep_dir, tracking_uri)
     assert len(children) == 2 and run_id in set(children["run_id"]) and set(children["status"]) == {"FINISHED"}
     assert (parent["status"], parent["metrics.sweep/n_ok"], parent["metrics.sweep/n_failed"]) == ("FINISHED", 2, 0)
