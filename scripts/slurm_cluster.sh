@@ -35,12 +35,14 @@ for tool in munged slurmctld slurmd sbatch squeue scontrol scancel sinfo; do
     command -v "$tool" >/dev/null || die "$tool not found (apt-get install slurm-wlm munge)"
 done
 
-# Whether the process in pid file $1 is running (not a zombie waiting to be reaped).
+# Whether process $1 is running (not a zombie waiting to be reaped).
+pid_running() {
+    ps -o stat= -p "$1" 2>/dev/null | grep -qv '^Z'
+}
+
+# Whether the process in pid file $1 is running.
 running() {
-    [[ -f $1 ]] || return 1
-    local pid
-    pid=$(<"$1")
-    ps -o stat= -p "$pid" 2>/dev/null | grep -qv '^Z'
+    [[ -f $1 ]] && pid_running "$(<"$1")"
 }
 
 # slurm.conf for this host: the node line is what `slurmd -C` measures (CPUs, sockets, cores,
@@ -115,17 +117,18 @@ start() {
     echo "export SLURM_CONF=$SLURM_CONF"
 }
 
-# Stop a daemon by its pid file: SIGTERM, then SIGKILL after 30 s.
+# Stop a daemon by its pid file: SIGTERM, then SIGKILL after 30 s. The process is watched, not the
+# file: slurmd removes its pid file as soon as it begins to shut down.
 stop_daemon() {
     local pid_file=$1 pid
     running "$pid_file" || { rm -f "$pid_file"; return 0; }
     pid=$(<"$pid_file")
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 30); do
-        running "$pid_file" || break
+        pid_running "$pid" || break
         sleep 1
     done
-    if running "$pid_file"; then
+    if pid_running "$pid"; then
         kill -KILL "$pid" 2>/dev/null || true
     fi
     rm -f "$pid_file"
