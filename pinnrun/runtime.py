@@ -123,6 +123,10 @@ class RunInterrupted(KeyboardInterrupt):
         super().__init__(message)
         self.signum = signum
 
+    def __reduce__(self) -> tuple[type, tuple[str, signal.Signals]]:
+        """Pickled with its signal, for a launcher that carries a job's error to another process."""
+        return type(self), (self.args[0], self.signum)
+
 
 class StopOnSignal:
     """Turns the first stop signal into a request the loop honours after the current step.

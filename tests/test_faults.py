@@ -4,6 +4,7 @@ goes away, and many runs writing to one sqlite store at once."""
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import sqlite3
 import subprocess
@@ -124,6 +125,8 @@ def test_a_launchers_handler_gets_the_signal_once_the_run_has_stopped(make_cfg, 
     (signum, status, checkpoint_step), = received
     assert (signum, status) == (signal.SIGUSR2, "KILLED")
     assert checkpoint_step > 0 and f"stopped by SIGUSR2 at step {checkpoint_step};" in str(stopped.value)
+    carried = pickle.loads(pickle.dumps(stopped.value))  # as a launcher carries it out of a worker process
+    assert (str(carried), carried.signum) == (str(stopped.value), signal.SIGUSR2)
 
 
 def test_resume_by_run_id(make_cfg, tmp_path: Path, monkeypatch) -> None:
