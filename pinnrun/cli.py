@@ -52,9 +52,13 @@ def exit_status(exc: BaseException) -> tuple[str, int]:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def hydra_main(cfg: DictConfig) -> Optional[float]:
-    """Run one job; the returned final rel-L2 is the objective Hydra sweepers minimise."""
+    """Run one job; the returned final rel-L2 is the objective Hydra sweepers minimise.
+
+    In a sweep, a job whose run failed returns NaN so that the sweep carries on. A job stopped by a
+    signal exits as a single run does (status 130, no result): a scheduler that requeues it (SLURM)
+    runs it again, and a sweep on this machine stops with it."""
     from pinnrun.engine import NonFiniteLossError, run
-    from pinnrun.runtime import RunInterrupted
+    from pinnrun.runtime import RunInterrupted, pass_on
 
     try:
         return run(cfg)["final/l2_rel"]
@@ -65,9 +69,11 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
         print(f"pinnrun: {label}: {exc}", file=sys.stderr)
         if isinstance(exc, ConfigError):
             remove_unused_output_dir()
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            return math.nan  # the sweep carries on; the run itself is marked FAILED or KILLED
-        sys.exit(code)
+        if isinstance(exc, RunInterrupted):
+            pass_on(exc.signum)  # a launcher's handler may exit here: submitit's requeues the job
+        if HydraConfig.get().mode == RunMode.MULTIRUN and not isinstance(exc, RunInterrupted):
+            return math.nan  # the sweep carries on; the run itself is marked FAILED
+        sys.exit(code)  # a stopped job leaves no result: a scheduler that requeues it runs it again
 
 
 def remove_unused_output_dir() -> None:

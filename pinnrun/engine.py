@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import signal
 import subprocess
 import sys
 import time
@@ -199,11 +200,12 @@ class Cadence:
         self.last = rows[-1] if rows else self.last
         self.bar.update(len(rows))
 
-    def interrupt(self, reason: str) -> NoReturn:
-        """Record what is pending, checkpoint, and stop the run as interrupted (SIGINT/SIGTERM)."""
+    def interrupt(self, signum: signal.Signals) -> NoReturn:
+        """Record what is pending, checkpoint, and stop the run as interrupted by the signal."""
         self.tracker.log_rows([(at, to_floats(row)) for at, row in self.rows])
         save_and_log_checkpoint(self.parts, self.cfg, self.tracker, self.out_dir, self.p)
-        raise RunInterrupted(f"stopped by {reason} at step {self.p.step}; resume with resume={self.out_dir / CHECKPOINT}")
+        raise RunInterrupted(f"stopped by {signum.name} at step {self.p.step}; resume with resume={self.out_dir / CHECKPOINT}",
+                             signum)
 
     def evaluate(self) -> float:
         return rel_l2(predict(self.parts.model, self.eval_inputs), self.parts.evaluation.u_ref)

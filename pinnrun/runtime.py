@@ -117,26 +117,36 @@ def seed_everything(seed: int) -> None:
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """A SIGINT/SIGTERM stopped the run after a step, with a checkpoint written."""
+    """A stop signal (`signum`) stopped the run after a step, with a checkpoint written."""
+
+    def __init__(self, message: str, signum: signal.Signals):
+        super().__init__(message)
+        self.signum = signum
+
+    def __reduce__(self) -> tuple[type, tuple[str, signal.Signals]]:
+        """Pickled with its signal, for a launcher that carries a job's error to another process."""
+        return type(self), (self.args[0], self.signum)
 
 
 class StopOnSignal:
-    """Turns the first SIGINT/SIGTERM into a request the loop honours after the current step.
+    """Turns the first stop signal into a request the loop honours after the current step.
 
-    A second signal interrupts at once (KeyboardInterrupt). Handlers are restored on exit, and
-    nothing is installed off the main thread (where Python cannot take signals).
+    SIGINT and SIGTERM are Ctrl-C, `kill`, and SLURM's cancel, requeue and preemption; SIGUSR1 and
+    SIGUSR2 are what batch systems send ahead of a time limit (`sbatch --signal`; submitit asks SLURM
+    for USR2). A second signal interrupts at once (KeyboardInterrupt). Handlers are restored on
+    exit, and nothing is installed off the main thread (where Python cannot take signals).
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
     def __init__(self) -> None:
-        self.requested: Optional[str] = None
+        self.requested: Optional[signal.Signals] = None
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
+        self.requested = signal.Signals(signum)
 
     def __enter__(self) -> "StopOnSignal":
         if threading.current_thread() is threading.main_thread():
@@ -146,3 +156,13 @@ class StopOnSignal:
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def pass_on(signum: signal.Signals) -> None:
+    """Hand a stop signal, once the run has stopped for it (checkpoint written, run KILLED), to the
+    Python handler that was there before pinnrun's: a launcher's, such as submitit's USR2 handler,
+    which requeues the job (the requeued job continues the run with `resume=auto`) and exits.
+    Python's own default handlers are left out: the run has already stopped."""
+    handler = signal.getsignal(signum)
+    if callable(handler) and handler is not signal.default_int_handler:
+        handler(signum, None)

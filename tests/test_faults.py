@@ -4,6 +4,7 @@ goes away, and many runs writing to one sqlite store at once."""
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import sqlite3
 import subprocess
@@ -16,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from pinnrun.checkpoint import load_checkpoint
 from pinnrun.engine import NonFiniteLossError, run
-from pinnrun.runtime import RunInterrupted
+from pinnrun.runtime import RunInterrupted, pass_on
 from pinnrun.tracking import MlflowTracker
 from pinnrun.weighting.sapinn_gp import SelfAdaptiveGP
 from pinnrun.weighting.uniform import Uniform
@@ -73,9 +74,10 @@ def test_nan_fails_the_run_and_keeps_the_last_good_checkpoint(make_cfg, tmp_path
 
 @pytest.mark.parametrize(
     ("stop_step", "signum", "scheme"),
-    [(15, signal.SIGTERM, []), (32, signal.SIGINT, []), (31, signal.SIGINT, []),
+    [(15, signal.SIGTERM, []), (32, signal.SIGINT, []), (31, signal.SIGINT, []), (15, signal.SIGUSR2, []),
      (15, signal.SIGTERM, ["weighting=sapinn_gp", "weighting.resample_every=10"])],
-    ids=["adam-sigterm", "lbfgs-sigint", "lbfgs-sigint-on-a-log-step-mid-phase", "sapinn_gp-resampling"],
+    ids=["adam-sigterm", "lbfgs-sigint", "lbfgs-sigint-on-a-log-step-mid-phase", "adam-sigusr2-time-limit",
+         "sapinn_gp-resampling"],
 )
 def test_interrupt_then_resume_matches_uninterrupted(make_cfg, tmp_path: Path, monkeypatch, stop_step: int, signum: int,
                                                      scheme: list[str]) -> None:
@@ -98,6 +100,33 @@ def test_interrupt_then_resume_matches_uninterrupted(make_cfg, tmp_path: Path, m
     assert resumed["final/steps"] == reference["final/steps"]
     steps = [m.step for m in client.get_metric_history(record.info.run_id, "loss/total")]
     assert steps == sorted(set(steps))
+
+
+def test_a_launchers_handler_gets_the_signal_once_the_run_has_stopped(make_cfg, tmp_path: Path, monkeypatch) -> None:
+    """submitit's way: its USR2 handler, installed before the run, requeues the job. pinnrun holds
+    the signal until its checkpoint is written and the run is KILLED, then passes it on; Python's
+    default SIGINT handler is not called (the run has already stopped)."""
+    received = []
+
+    def launcher_handler(signum: int, frame) -> None:
+        received.append((signum, the_run(tmp_path)[1].info.status, load_checkpoint(tmp_path / "out" / "checkpoint.pt")["progress"]["step"]))
+
+    previous = signal.signal(signal.SIGUSR2, launcher_handler)
+    try:
+        with monkeypatch.context() as patch:
+            signal_at_step(patch, 1, signal.SIGUSR2)
+            with pytest.raises(RunInterrupted) as stopped:
+                run(make_cfg(*BUDGET, quick=False))
+        assert received == [] and signal.getsignal(signal.SIGUSR2) is launcher_handler
+        pass_on(stopped.value.signum)
+        pass_on(signal.SIGINT)  # Python's default handler: would raise KeyboardInterrupt if called
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    (signum, status, checkpoint_step), = received
+    assert (signum, status) == (signal.SIGUSR2, "KILLED")
+    assert checkpoint_step > 0 and f"stopped by SIGUSR2 at step {checkpoint_step};" in str(stopped.value)
+    carried = pickle.loads(pickle.dumps(stopped.value))  # as a launcher carries it out of a worker process
+    assert (str(carried), carried.signum) == (str(stopped.value), signal.SIGUSR2)
 
 
 def test_resume_by_run_id(make_cfg, tmp_path: Path, monkeypatch) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from tests.conftest import run_cli
+from tests.conftest import background_cli, run_cli, training_run, wait_for
 from pinnrun import tracking
 from pinnrun.sweep import override_tags, summary_group_by, swept_keys
 
@@ -21,17 +22,23 @@ TINY = ["optimizer=adam", "optimizer.steps=20", "train.log_every=10", "train.eva
         "output.prediction=false"]
 
 
-def sweep(tmp_path: Path, uri: str, *args: str) -> tuple[pd.DataFrame, pd.Series, dict]:
-    """Run `pinnrun --multirun` into tmp_path; the sweep's child runs, its parent run and sweep.json
-    (with the command's stderr under "stderr")."""
+def sweep(tmp_path: Path, uri: str, *args: str, env: dict | None = None) -> tuple[pd.DataFrame, pd.Series, dict]:
+    """Run `pinnrun --multirun` into tmp_path (with `env` added to the environment); the sweep's child
+    runs, its parent run and sweep.json (with the command's stderr under "stderr")."""
     result = run_cli(["--multirun", f"hydra.sweep.dir={tmp_path / 'sweep'}", f"tracking.uri={uri}", *TINY, *args],
-                     cwd=tmp_path, timeout=600)
+                     cwd=tmp_path, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    info = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    children, parent = sweep_runs(tmp_path / "sweep", uri)
+    return children, parent, {**json.loads((tmp_path / "sweep" / "sweep.json").read_text()), "stderr": result.stderr}
+
+
+def sweep_runs(sweep_dir: Path, uri: str) -> tuple[pd.DataFrame, pd.Series]:
+    """The child runs and the parent run of the sweep in `sweep_dir` (from its sweep.json)."""
+    info = json.loads((sweep_dir / "sweep.json").read_text())
     runs = tracking.search_runs(uri, filter_string=f"tags.sweep_id = '{info['sweep_id']}'")
     parent = runs[runs["run_id"] == info["parent_run_id"]]
     assert len(parent) == 1
-    return runs[runs["run_id"] != info["parent_run_id"]], parent.iloc[0], {**info, "stderr": result.stderr}
+    return runs[runs["run_id"] != info["parent_run_id"]], parent.iloc[0]
 
 
 def test_override_tags_and_swept_keys() -> None:
@@ -101,6 +108,22 @@ def test_slurm_launcher_submits_the_intended_job_array(tmp_path: Path, tracking_
     info = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     parent = tracking.search_runs(tracking_uri).set_index("run_id").loc[info["parent_run_id"]]
     assert parent["status"] == "FAILED" and parent["metrics.sweep/n_runs"] == 0  # no job ran
+
+
+def test_a_signal_stops_a_sequential_sweep_after_the_checkpoint(tmp_path: Path, tracking_uri: str) -> None:
+    """Hydra's basic launcher: SIGTERM stops the running job as it stops a single run (checkpoint,
+    KILLED, exit status 130) and the sweep with it: the next job does not start, the parent ends FAILED."""
+    args = ["--multirun", f"hydra.sweep.dir={tmp_path / 'sweep'}", f"tracking.uri={tracking_uri}", *TINY,
+            "optimizer.steps=2000", "train.log_every=50", "train.eval_every=50", "seed=0,1"]
+    with background_cli(args, tmp_path) as sweeping:
+        wait_for(lambda: training_run(tracking_uri, 0), "job 0's run to log its first loss")
+        sweeping.send_signal(signal.SIGTERM)
+        sweeping.wait(timeout=120)
+    stderr = (tmp_path / "stderr.txt").read_text()
+    assert sweeping.returncode == 130 and "pinnrun: interrupted: stopped by SIGTERM at step" in stderr, stderr[-3000:]
+    children, parent = sweep_runs(tmp_path / "sweep", tracking_uri)
+    assert children["status"].tolist() == ["KILLED"] and parent["status"] == "FAILED"
+    assert (tmp_path / "sweep" / "0" / "checkpoint.pt").is_file()
 
 
 @pytest.mark.slow

@@ -4,101 +4,19 @@ over HTTP; the MLflow client reads every run, metric and artifact back through t
 
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-from dataclasses import dataclass
-from glob import glob
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
 
-from tests.conftest import QUICK, run_cli
+from tests.conftest import QUICK, Server, run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "tracking_server.sh"
 # A small Burgers problem: the test is about the tracking path, not about accuracy.
 SMALL = ["problem=burgers", "problem.n.pde=256", "problem.eval_grid=[32,16]", "problem.quadrature_nodes=200",
          "output.plots=false"]
 ARTIFACTS = {"config.yaml", "prediction.npz", "checkpoint.pt"}
-
-
-def postgres_server_binaries() -> bool:
-    """initdb and pg_ctl on PATH or in a Debian/Ubuntu /usr/lib/postgresql/<version>/bin."""
-    on_path = shutil.which("initdb") and shutil.which("pg_ctl")
-    return bool(on_path or glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-
-
-pytestmark = pytest.mark.skipif(
-    not postgres_server_binaries(),
-    reason="PostgreSQL server binaries (initdb, pg_ctl) not installed: apt-get install postgresql (.ci/run does)",
-)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Server:
-    uri: str
-    artifacts: Path
-
-
-def script(command: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([str(SCRIPT), command], env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def alive(pid: int) -> bool:
-    """Running, not merely a zombie waiting for init to reap it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-@pytest.fixture(scope="module")
-def tracking_server() -> Iterator[Server]:
-    """Started by the script; stopped by it and removed afterwards, also when anything failed."""
-    base = Path(tempfile.mkdtemp(prefix="pinnrun-tracking-"))
-    base.chmod(0o755)  # as root, PostgreSQL runs as another user that must reach the state directory
-    state, mlflow_port = base / "server", free_port()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PINNRUN_SERVER_DIR": str(state), "PG_PORT": str(free_port()), "MLFLOW_PORT": str(mlflow_port),
-           "MLFLOW_WORKERS": "1", "START_TIMEOUT_S": "150"}
-    if os.geteuid() == 0:
-        env["PG_RUN_AS"] = "postgres" if "postgres" in {p.pw_name for p in pwd.getpwall()} else "nobody"
-    started: list[int] = []
-    try:
-        start = script("start", env, timeout=240)
-        for pid_file in (state / "mlflow.pid", state / "pgdata" / "postmaster.pid"):
-            if pid_file.exists():
-                started.append(int(pid_file.read_text().split()[0]))
-        logs = "".join(f"\n--- {log.name}\n{log.read_text()[-3000:]}" for log in sorted(state.glob("logs/*.log")))
-        assert start.returncode == 0, f"start failed:\n{start.stdout}{start.stderr}{logs}"
-        status = script("status", env)
-        assert status.returncode == 0, status.stdout + status.stderr
-        yield Server(f"http://127.0.0.1:{mlflow_port}", state / "artifacts")
-    finally:
-        stop = script("stop", env)
-        left = [pid for pid in started if alive(pid)]
-        for pid in left:
-            os.kill(pid, signal.SIGKILL)
-        stopped = script("status", env).returncode
-        shutil.rmtree(base, ignore_errors=True)
-    assert stop.returncode == 0, stop.stdout + stop.stderr
-    assert not left, f"processes left running after stop: {left}"
-    assert stopped == 3, "status should report the stack stopped"
 
 
 def pinnrun_args(server: Server, experiment: str, out: Path, *extra: str) -> list[str]:
