@@ -50,14 +50,18 @@ def exit_status(exc: BaseException) -> tuple[str, int]:
     return "failed", 1
 
 
+JOB_STATUS = {"error": "REJECTED", "failed": "FAILED", "interrupted": "KILLED"}  # exit_status label -> a sweep job's outcome
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def hydra_main(cfg: DictConfig) -> Optional[float]:
     """Run one job; the returned final rel-L2 is the objective Hydra sweepers minimise."""
     from pinnrun.engine import NonFiniteLossError, run
     from pinnrun.runtime import RunInterrupted
+    from pinnrun.sweep import FINISHED, record_job_outcome
 
     try:
-        return run(cfg)["final/l2_rel"]
+        final = run(cfg)["final/l2_rel"]
     except (ConfigError, NonFiniteLossError, RunInterrupted) as exc:
         if os.environ.get("PINNRUN_DEBUG"):
             raise
@@ -65,9 +69,12 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
         print(f"pinnrun: {label}: {exc}", file=sys.stderr)
         if isinstance(exc, ConfigError):
             remove_unused_output_dir()
+        record_job_outcome(JOB_STATUS[label], f"{label}: {exc}")
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            return math.nan  # the sweep carries on; the run itself is marked FAILED or KILLED
+            return math.nan  # the sweep carries on (and counts this job); the run itself is marked FAILED or KILLED
         sys.exit(code)
+    record_job_outcome(FINISHED)
+    return final
 
 
 def remove_unused_output_dir() -> None:

@@ -360,15 +360,17 @@ def start_sweep_run(cfg: TrackingConfig, experiment: str, run_name: str, tags: M
     return SweepRun(uri, run.info.run_id)
 
 
-def end_sweep_run(run: SweepRun, status: str, metrics: Mapping[str, float], files: Mapping[str, str]) -> None:
-    """Log the sweep's summary metrics and text files into its parent run and end it with `status`."""
-    from mlflow.entities import Metric
+def end_sweep_run(run: SweepRun, status: str, metrics: Mapping[str, float], tags: Mapping[str, str],
+                  files: Mapping[str, str]) -> None:
+    """Log the sweep's summary metrics, tags and text files into its parent run and end it with `status`."""
+    from mlflow.entities import Metric, RunTag
     from mlflow.tracking import MlflowClient
     from mlflow.utils.time import get_current_time_millis
 
     client = MlflowClient(tracking_uri=run.uri)
     now = get_current_time_millis()
-    client.log_batch(run.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()], synchronous=True)
+    client.log_batch(run.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                     tags=[RunTag(k, v) for k, v in tags.items()], synchronous=True)
     with tempfile.TemporaryDirectory() as tmp:
         for name, text in files.items():
             (Path(tmp) / name).write_text(text)
