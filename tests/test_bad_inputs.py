@@ -51,6 +51,16 @@ CATALOGUE = [
     (["tracking.uri=http://127.0.0.1:9", "tracking.timeout_s=2"], "tracking.uri='http://127.0.0.1:9': tracking server unreachable"),
     (["output.dir=/proc/pinnrun-out"], "output.dir='/proc/pinnrun-out': not writable"),
     (["resume=/nonexistent/checkpoint.pt"], "resume='/nonexistent/checkpoint.pt': no such checkpoint file"),
+    (["optimizer=adam", "optimizer.lr=nan"], "optimizer.lr=nan: must be a finite number"),
+    (["optimizer.lbfgs.tolerance_grad=inf"], "optimizer.lbfgs.tolerance_grad=inf: must be a finite number"),
+    (["problem.nu=nan"], "problem.nu=nan: must be a finite number"),
+    (["problem.nu=-inf"], "problem.nu=-inf: must be a finite number"),
+    (["problem.nu=1e400"], "problem.nu=inf: must be a finite number"),
+    (["tracking.timeout_s=inf"], "tracking.timeout_s=inf: must be a finite number"),
+    (["weighting=sapinn", "weighting.eps=nan"], "weighting.eps=nan: must be a finite number"),
+    (["problem.nu=1e39"], "problem.nu=1e+39: beyond the range of float32 (largest 3.4e+38)"),
+    (["seed=99999999999999999999"], "seed=99999999999999999999: does not fit a 64-bit integer"),
+    (["problem.eval_grid=[99999999999999999999,4]"], "problem.eval_grid[0]=99999999999999999999: does not fit a 64-bit integer"),
 ]
 if not torch.cuda.is_available():
     CATALOGUE += [
@@ -96,6 +106,7 @@ SWEEP_CATALOGUE = [
     (["experiment=sapinn_burgers_quick,rad_burgers_quick"], "experiment=sapinn_burgers_quick,rad_burgers_quick: experiment has no default"),
     (["+experiment=sapinn_burgers_quick,nope"], "+experiment=nope: no such option"),
     (["hydra/launcher=joblib", "optimizer=adam", "optimizer.steps=range(0,3)"], "optimizer.steps=0: must be > 0"),
+    (["optimizer=adam", "optimizer.lr=0.001,nan"], "optimizer.lr=nan: must be a finite number"),
 ]
 
 
