@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pinnrun.config import ConfigError, register_schemas
@@ -35,7 +35,28 @@ def config_dir() -> str:
     return str(shipped if shipped.is_dir() else package.parent / "conf")
 
 
+FRESH: dict[str, str] = {}  # base -> the directory fresh_directory created for it in this process
+
+
+def fresh_directory(base: str) -> str:
+    """`base`, else `base-2`, `base-3`, ...: the first that did not exist, created here. mkdir is
+    atomic, so two runs (or sweeps) started in the same second never share an output directory.
+    The same base gives the same answer within one process, however often Hydra resolves it."""
+    key = os.path.abspath(base)
+    if key not in FRESH:
+        Path(base).parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", *(f"-{n}" for n in range(2, 10_000))):
+            try:
+                Path(base + suffix).mkdir()
+            except FileExistsError:
+                continue
+            FRESH[key] = base + suffix
+            break
+    return FRESH[key]
+
+
 register_schemas()
+OmegaConf.register_new_resolver("pinnrun.fresh_dir", fresh_directory, replace=True)
 # conf/hydra/launcher/*.yaml set pinnrun's defaults for the launcher plugins' schemas of the same
 # name; Hydra 1.3 merges them as intended but warns that the matching is deprecated.
 warnings.filterwarnings("ignore", message=r"\n'hydra/launcher/\w+' is validated against ConfigStore schema", category=UserWarning)
@@ -57,24 +78,32 @@ JOB_STATUS = {"error": "REJECTED", "failed": "FAILED", "interrupted": "KILLED"} 
 def hydra_main(cfg: DictConfig) -> Optional[float]:
     """Run one job; the returned final rel-L2 is the objective Hydra sweepers minimise."""
     from pinnrun.engine import NonFiniteLossError, run
-    from pinnrun.runtime import RunInterrupted
     from pinnrun.sweep import FINISHED, record_job_outcome
 
     try:
         final = run(cfg)["final/l2_rel"]
-    except (ConfigError, NonFiniteLossError, RunInterrupted) as exc:
+    except (ConfigError, NonFiniteLossError, KeyboardInterrupt) as exc:
         if os.environ.get("PINNRUN_DEBUG"):
             raise
         label, code = exit_status(exc)
-        print(f"pinnrun: {label}: {exc}", file=sys.stderr)
+        message = str(exc) or "stopped at once by a second signal (the last checkpoint is the last periodic one)"
+        print(f"pinnrun: {label}: {message}", file=sys.stderr)
         if isinstance(exc, ConfigError):
             remove_unused_output_dir()
-        record_job_outcome(JOB_STATUS[label], f"{label}: {exc}")
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        record_job_outcome(JOB_STATUS[label], f"{label}: {message}")
+        if HydraConfig.get().mode == RunMode.MULTIRUN and not stops_the_sweep(exc):
             return math.nan  # the sweep carries on (and counts this job); the run itself is marked FAILED or KILLED
         sys.exit(code)
     record_job_outcome(FINISHED)
     return final
+
+
+def stops_the_sweep(exc: BaseException) -> bool:
+    """A second Ctrl-C (a KeyboardInterrupt that is not the checkpointed RunInterrupted) stops the
+    whole sweep; every other job error lets the sweep carry on."""
+    from pinnrun.runtime import RunInterrupted
+
+    return isinstance(exc, KeyboardInterrupt) and not isinstance(exc, RunInterrupted)
 
 
 def remove_unused_output_dir() -> None:

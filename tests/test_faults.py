@@ -20,6 +20,7 @@ from pinnrun.runtime import RunInterrupted
 from pinnrun.tracking import MlflowTracker
 from pinnrun.weighting.sapinn_gp import SelfAdaptiveGP
 from pinnrun.weighting.uniform import Uniform
+from tests.test_bad_inputs import run_main
 
 BUDGET = ["optimizer=adam_lbfgs", "optimizer.adam.steps=30", "optimizer.lbfgs.steps=20", "train.log_every=10",
           "train.eval_every=10", "train.progress=false", "problem.n.pde=256", "problem.eval_grid=[32,16]", "device=cpu"]
@@ -36,8 +37,8 @@ def scheme_class(overrides: list[str]) -> type:
     return SelfAdaptiveGP if "weighting=sapinn_gp" in overrides else Uniform
 
 
-def signal_at_step(monkeypatch: pytest.MonkeyPatch, step: int, signum: int, scheme: type = Uniform) -> None:
-    """Deliver a real signal to this process after the given number of optimizer steps."""
+def signal_at_step(monkeypatch: pytest.MonkeyPatch, step: int, signum: int, scheme: type = Uniform, times: int = 1) -> None:
+    """Deliver a real signal (`times` times in a row) to this process after the given number of optimizer steps."""
     calls = {"n": 0}
     original = scheme.after_step
 
@@ -45,7 +46,8 @@ def signal_at_step(monkeypatch: pytest.MonkeyPatch, step: int, signum: int, sche
         original(self, ascent)
         calls["n"] += 1
         if calls["n"] == step:
-            os.kill(os.getpid(), signum)
+            for _ in range(times):
+                os.kill(os.getpid(), signum)
 
     monkeypatch.setattr(scheme, "after_step", after_step)
 
@@ -98,6 +100,18 @@ def test_interrupt_then_resume_matches_uninterrupted(make_cfg, tmp_path: Path, m
     assert resumed["final/steps"] == reference["final/steps"]
     steps = [m.step for m in client.get_metric_history(record.info.run_id, "loss/total")]
     assert steps == sorted(set(steps))
+
+
+def test_a_second_ctrl_c_exits_130_without_a_traceback(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Two SIGINTs within one step through the real entry point: the second stops at once, with one
+    line, exit status 130, and the MLflow run KILLED."""
+    signal_at_step(monkeypatch, 5, signal.SIGINT, times=2)
+    code, stderr = run_main([*BUDGET, "output.plots=false"], tmp_path, monkeypatch, capsys)
+    lines = [line for line in stderr.splitlines() if line.startswith("pinnrun:")]
+    assert code == 130 and "Traceback" not in stderr, stderr
+    assert lines == ["pinnrun: interrupted: stopped at once by a second signal (the last checkpoint is the last periodic one)"]
+    _, record = the_run(tmp_path)
+    assert record.info.status == "KILLED"
 
 
 def test_resume_by_run_id(make_cfg, tmp_path: Path, monkeypatch) -> None:
