@@ -45,6 +45,7 @@ class TrackingConfig:
     experiment: Optional[str] = None  # None: the problem's name
     run_name: Optional[str] = None  # None: <problem>-<weighting>-s<seed>
     timeout_s: float = 10.0  # how long to wait for a tracking server before failing
+    new_run: bool = False  # with resume=: record the continued training in a new MLflow run, not the checkpoint's
 
 
 @dataclass

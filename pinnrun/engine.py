@@ -23,7 +23,8 @@ from torch import Tensor
 
 import pinnrun
 from pinnrun import plots, report
-from pinnrun.checkpoint import CHECKPOINT, Progress, checkpoint_payload, find_checkpoint, restore, save_checkpoint
+from pinnrun.checkpoint import (CHECKPOINT, Progress, check_same_run, checkpoint_payload, find_checkpoint, restore,
+                                save_checkpoint)
 from pinnrun.config import GROUPS, ConfigError, Option, parse_option, validate_top_level
 from pinnrun.derivatives import ENGINES, FieldsFunction, autograd_fields
 from pinnrun.models.base import PINNModel
@@ -99,8 +100,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
     options = validate(cfg)
     out_dir = writable_directory(Path(cfg.output.dir))
     resume = find_checkpoint(cfg.resume, cfg.tracking, out_dir) if cfg.resume else None
+    if resume:
+        check_same_run(resume, cfg)
     parts = build(cfg, options)
     progress = restore(parts, resume) if resume else Progress()
+    if cfg.tracking.new_run:
+        progress.run_id = None
     names = option_names(cfg)
     run_name = cfg.tracking.run_name or f"{names['problem']}-{names['weighting']}-s{cfg.seed}"
     tags = {**names, "seed": str(cfg.seed), "device": str(parts.device), "dtype": cfg.dtype,

@@ -195,7 +195,7 @@ def open_run(
     from mlflow.entities import Param, RunTag
 
     if resume_run_id:
-        client.update_run(resume_run_id, status="RUNNING")
+        reopen_run(client, resume_run_id, resolve_uri(cfg.uri))
         run_id = resume_run_id
     else:
         run_id = client.create_run(experiment_id_for(client, experiment), run_name=run_name, tags=dict(tags)).info.run_id
@@ -215,6 +215,21 @@ def open_run(
         raise
     else:
         end_run(client, run_id, "FINISHED", tracker)
+
+
+def reopen_run(client: Any, run_id: str, uri: str) -> None:
+    """Set a resumed run RUNNING again; a run this store does not have is a config error (the
+    checkpoint was recorded elsewhere), with the two ways on."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise ConfigError(f"resume: the checkpoint's MLflow run {run_id} is not in {absolute_sqlite_uri(uri)}; set tracking.uri "
+                          "to the store it was recorded in, or add tracking.new_run=true to continue in a new run") from None
+    client.update_run(run_id, status="RUNNING")
 
 
 def connect(cfg: TrackingConfig) -> Any:

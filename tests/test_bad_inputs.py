@@ -3,6 +3,7 @@ no MLflow run. Cases run the real entry point (`pinnrun.cli.main`) in-process fo
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import sys
 from pathlib import Path
@@ -138,18 +139,60 @@ def test_corrupt_checkpoint(tmp_path: Path, monkeypatch, capsys) -> None:
     assert_one_line_error(code, stderr, f"resume='{bad}': unreadable checkpoint", tmp_path / "mlflow.db")
 
 
-def test_checkpoint_of_another_schema(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_checkpoint_of_another_schema_version(tmp_path: Path, monkeypatch, capsys) -> None:
     other = tmp_path / "other.pt"
     torch.save({"schema_version": 99}, other)
     code, stderr = run_main([f"resume={other}", *FAST], tmp_path, monkeypatch, capsys)
     assert_one_line_error(code, stderr, "checkpoint schema version 99, expected 1", tmp_path / "mlflow.db")
 
 
-def test_mismatched_checkpoint(tmp_path: Path, monkeypatch, capsys) -> None:
-    """A checkpoint of a narrower network is refused before any run starts."""
-    code, _ = run_main(["optimizer=adam", "optimizer.steps=2", "train.log_every=1", "model.width=5",
-                        "tracking.enabled=false", f"output.dir={tmp_path / 'first'}", *FAST], tmp_path, monkeypatch, capsys)
-    assert code == 0
-    code, stderr = run_main(["optimizer=adam", "optimizer.steps=2", f"resume={tmp_path / 'first'}", *FAST],
+def first_run(tmp_path: Path, monkeypatch, capsys, *args: str, cwd: Path | None = None) -> Path:
+    """A two-step run into tmp_path/first (from `cwd`, default tmp_path) whose checkpoint the test resumes."""
+    out = tmp_path / "first"
+    code, stderr = run_main(["optimizer=adam", "optimizer.steps=2", "train.log_every=1", f"output.dir={out}", *FAST, *args],
+                            cwd or tmp_path, monkeypatch, capsys)
+    assert code == 0, stderr
+    return out
+
+
+@pytest.mark.parametrize(("changed", "expected"), [
+    (["model.width=8"], "model.width (5 -> 8)"),
+    (["weighting=sapinn"], "weighting._target_ ('pinnrun.weighting.uniform.Uniform' -> 'pinnrun.weighting.sapinn.SelfAdaptive')"),
+    (["problem.n.pde=300", "seed=3"], "problem.n.pde ("),
+], ids=["width", "scheme", "points-and-seed"])
+def test_resume_refuses_a_config_that_changes_the_run(changed: list[str], expected: str, tmp_path: Path, monkeypatch,
+                                                      capsys) -> None:
+    """Every differing key is listed, before any run starts; a longer budget is allowed."""
+    first = first_run(tmp_path, monkeypatch, capsys, "model.width=5", "tracking.enabled=false")
+    code, stderr = run_main(["optimizer=adam", "optimizer.steps=2", "model.width=5", f"resume={first}", *FAST, *changed],
                             tmp_path, monkeypatch, capsys)
-    assert_one_line_error(code, stderr, "resume: checkpoint model does not match this model config", tmp_path / "mlflow.db")
+    assert_one_line_error(code, stderr, "resume: this config changes what the checkpoint trained: ", tmp_path / "mlflow.db")
+    assert expected in stderr and ("seed (0 -> 3)" in stderr) == ("seed=3" in changed)
+    code, stderr = run_main(["optimizer=adam", "optimizer.steps=4", "model.width=5", f"resume={first}", "tracking.enabled=false",
+                             f"output.dir={tmp_path / 'longer'}", *FAST], tmp_path, monkeypatch, capsys)
+    assert code == 0, stderr
+
+
+@pytest.mark.parametrize("payload", [{"schema_version": 1, "model": {}}, torch.zeros(3), {"state_dict": {}}],
+                         ids=["partial", "a-tensor", "another-programs-dict"])
+def test_a_torch_file_that_is_not_a_pinnrun_checkpoint(payload, tmp_path: Path, monkeypatch, capsys) -> None:
+    other = tmp_path / "other.pt"
+    torch.save(payload, other)
+    code, stderr = run_main([f"resume={other}", *FAST], tmp_path, monkeypatch, capsys)
+    assert_one_line_error(code, stderr, f"resume='{other}': not a pinnrun checkpoint", tmp_path / "mlflow.db")
+
+
+def test_a_checkpoint_whose_run_is_in_another_store(tmp_path: Path, empty_store: Path, monkeypatch, capsys) -> None:
+    """Recorded in store a, resumed against store b: one line saying so, then tracking.new_run=true continues."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shutil.copyfile(empty_store, tmp_path / "b" / "mlflow.db")
+    first = first_run(tmp_path, monkeypatch, capsys, cwd=tmp_path / "a")
+    code, stderr = run_main(["optimizer=adam", "optimizer.steps=4", f"resume={first}", *FAST], tmp_path / "b", monkeypatch, capsys)
+    assert_one_line_error(code, stderr, "resume: the checkpoint's MLflow run ", tmp_path / "b" / "mlflow.db")
+    assert f"is not in sqlite:///{tmp_path / 'b' / 'mlflow.db'}; set tracking.uri" in stderr and "tracking.new_run=true" in stderr
+    code, stderr = run_main(["optimizer=adam", "optimizer.steps=4", f"resume={first}", "tracking.new_run=true",
+                             f"output.dir={tmp_path / 'continued'}", *FAST], tmp_path / "b", monkeypatch, capsys)
+    assert code == 0, stderr
+    with sqlite3.connect(tmp_path / "b" / "mlflow.db") as connection:
+        assert connection.execute("select status from runs").fetchall() == [("FINISHED",)]
