@@ -1,7 +1,9 @@
 """The `pinnrun` command: Hydra composes the config, `run` does the work.
 
-Configuration errors print one line (`pinnrun: error: ...`) and exit with status 2; set
-`PINNRUN_DEBUG=1` (or `hydra.verbose=true`) for the full traceback.
+Configuration errors print one line (`pinnrun: error: ...`) and exit with status 2; a run that
+trained but could not record everything in its tracking store exits 3 with one line naming its
+output directory (`pinnrun-sync <dir>` pushes the rest later). Set `PINNRUN_DEBUG=1` (or
+`hydra.verbose=true`) for the full traceback.
 """
 
 from __future__ import annotations
@@ -63,12 +65,16 @@ warnings.filterwarnings("ignore", message=r"\n'hydra/launcher/\w+' is validated 
 
 
 def exit_status(exc: BaseException) -> tuple[str, int]:
-    """The label and exit code of an error pinnrun reports in one line, without a traceback."""
+    """The label and exit code of an error pinnrun reports in one line, without a traceback:
+    2 a config error, 130 interrupted, 3 trained but the tracking store did not take everything,
+    1 any other failure of the run."""
+    from pinnrun.tracking import TrackingIncomplete
+
     if isinstance(exc, ConfigError):
         return "error", 2
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", 130
-    return "failed", 1
+    return "failed", 3 if isinstance(exc, TrackingIncomplete) else 1
 
 
 JOB_STATUS = {"error": "REJECTED", "failed": "FAILED", "interrupted": "KILLED"}  # exit_status label -> a sweep job's outcome
@@ -79,10 +85,11 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
     """Run one job; the returned final rel-L2 is the objective Hydra sweepers minimise."""
     from pinnrun.engine import NonFiniteLossError, run
     from pinnrun.sweep import FINISHED, record_job_outcome
+    from pinnrun.tracking import TrackingIncomplete
 
     try:
         final = run(cfg)["final/l2_rel"]
-    except (ConfigError, NonFiniteLossError, KeyboardInterrupt) as exc:
+    except (ConfigError, NonFiniteLossError, TrackingIncomplete, KeyboardInterrupt) as exc:
         if os.environ.get("PINNRUN_DEBUG"):
             raise
         label, code = exit_status(exc)

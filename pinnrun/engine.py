@@ -113,7 +113,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
             "dropped_terms": ",".join(parts.model.ansatz.satisfies) if parts.model.ansatz else ""}
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
     experiment = cfg.tracking.experiment or names["problem"]
-    with StopOnSignal() as stop, open_run(cfg.tracking, experiment, run_name, tags, params, progress.run_id) as tracker:
+    with StopOnSignal() as stop, open_run(cfg.tracking, experiment, run_name, tags, params, progress.run_id,
+                                               out_dir) as tracker:
         progress.run_id = tracker.run_id
         final = train(parts, cfg, tracker, out_dir, progress, stop)
     location = run_location(cfg.tracking.uri, tracker.run_id) if tracker.run_id else None
@@ -345,7 +346,10 @@ def check_finite(metrics: Mapping[str, float], step: int, tracker: Tracker) -> N
 
 
 def write_outputs(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progress: Progress, u_pred: np.ndarray) -> None:
-    """Config, prediction, plots and checkpoint into the output directory, then to the tracker."""
+    """Config, prediction, checkpoint and plots into the output directory, then to the tracker.
+
+    Every file is on disk before the first upload, and the checkpoint before the plots, so neither
+    the store nor a plotting or disk fault can cost the trained model."""
     evaluation, problem = parts.evaluation, parts.problem
     files: list[tuple[Path, str | None]] = []
     config_path = out_dir / "config.yaml"
@@ -356,6 +360,9 @@ def write_outputs(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path
         np.savez_compressed(path, inputs=evaluation.inputs, input_names=np.array(problem.input_names),
                             u_pred=u_pred, u_ref=evaluation.u_ref, shape=np.array(evaluation.shape))
         files.append((path, None))
+    if cfg.output.checkpoint:
+        save_checkpoint(out_dir / CHECKPOINT, checkpoint_payload(parts, cfg, progress))
+        files.append((out_dir / CHECKPOINT, None))
     if cfg.output.plots:
         plot_dir = out_dir / "plots"
         plot_dir.mkdir(exist_ok=True)
@@ -369,8 +376,6 @@ def write_outputs(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path
         files.append((plot_dir, "plots"))
     for path, artifact_path in files:
         tracker.log_artifact(path, artifact_path)
-    if cfg.output.checkpoint:
-        save_and_log_checkpoint(parts, cfg, tracker, out_dir, progress)
 
 
 def phase_starts(phases: list[Phase]) -> list[tuple[int, str]]:

@@ -1,7 +1,10 @@
 """MLflow at the edge: the only module that imports mlflow.
 
 The engine talks to a `Tracker` (log metrics, log artifacts); `open_run` starts the MLflow run and
-guarantees it ends as FINISHED, FAILED (with the error as a tag) or KILLED, never RUNNING.
+ends it as FINISHED, FAILED (with the error as a tag) or KILLED. No tracker call ever stops a run:
+calls the store refuses wait in a queue (retried with a capped backoff), and what it still has not
+taken at the end, the final status included, is written to the run directory's
+`tracking_pending.json`, which `push_pending` (`pinnrun-sync <dir>`) sends later.
 Sweeps open and close their parent run through `start_sweep_run` / `end_sweep_run`;
 `pinnrun-compare` reads runs as a table through `search_runs` and `metric_history` and records
 its own output with `log_comparison`.
@@ -13,13 +16,15 @@ import contextlib
 import fcntl
 import json
 import logging
+import math
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Protocol, Sequence
 
 from pinnrun.config import ConfigError, TrackingConfig
 
@@ -28,6 +33,8 @@ if TYPE_CHECKING:
 
 RUN_COLUMNS = ("run_id", "run_name", "experiment", "status", "start_time", "end_time")
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
+PENDING_FILE = "tracking_pending.json"  # in a run's output directory: the calls its store did not take
+RETRY_FIRST_S, RETRY_CAP_S = 2.0, 60.0  # backoff between tries while the store refuses calls
 # What MLflow's UI shows when it opens an experiment (read in mlflow/server/js of MLflow 3.17).
 # `mlflow.experimentKind` is the experiment's kind ("custom_model_development": model training,
 # not GenAI), which the UI reads where its GenAI / Model-training switch is off; with the switch
@@ -105,14 +112,32 @@ class MemoryTracker:
         self.tags.update(tags)
 
 
-class MlflowTracker:
-    """One active MLflow run; all calls go through MlflowClient with the run's id."""
+class TrackingIncomplete(RuntimeError):
+    """The run itself completed (its files are in the output directory) but the store did not take
+    everything; what it did not take is in the run's PENDING_FILE for `pinnrun-sync`."""
 
-    def __init__(self, client: Any, run_id: str):
-        self.client = client
-        self._run_id = run_id
-        self.pending: list[Any] = []  # metric batches not yet accepted by the store
-        self.lost = 0  # batches given up on at the end of the run
+
+Call = dict[str, Any]
+"""One tracker call as plain data (JSON), so that it can wait in memory and in PENDING_FILE:
+{"kind": "metrics", "metrics": [[key, value, timestamp_ms, step], ...]}, {"kind": "tags", "tags": {...}},
+{"kind": "params", "params": {...}} or {"kind": "artifact", "path": ..., "artifact_path": ...}."""
+
+
+class MlflowTracker:
+    """One active MLflow run; all calls go through MlflowClient with the run's id.
+
+    Training never stops for the tracker and never waits long for it: every call (metrics, tags,
+    params, artifacts) joins a queue sent in order; when the store fails, the queue waits and is
+    retried no sooner than a backoff (RETRY_FIRST_S, doubling to RETRY_CAP_S), so a store that is
+    away costs one attempt per backoff, not one per log step. What is still queued at the end is
+    written to PENDING_FILE by `end_run`."""
+
+    def __init__(self, client: Any, run_id: str, uri: str = "", clock: Callable[[], float] = time.monotonic):
+        self.client, self._run_id, self.uri, self.clock = client, run_id, uri, clock
+        self.pending: list[Call] = []  # calls not yet accepted by the store, oldest first
+        self.delay = 0.0  # the current backoff in seconds; 0 while the store answers
+        self.retry_at = -math.inf
+        self.last_error = ""
 
     @property
     def run_id(self) -> str:
@@ -123,46 +148,70 @@ class MlflowTracker:
 
     def log_rows(self, rows: Rows) -> None:
         """Metrics of several steps (e.g. every L-BFGS iteration) in batches of MLflow's limit."""
-        from mlflow.entities import Metric
         from mlflow.utils.time import get_current_time_millis
 
         now = get_current_time_millis()
-        batch = [Metric(key, float(value), now, step) for step, metrics in rows for key, value in metrics.items()]
-        self.pending.extend(batch[start : start + MAX_METRICS_PER_BATCH] for start in range(0, len(batch), MAX_METRICS_PER_BATCH))
-        self.flush(final=False)
+        batch = [[key, float(value), now, step] for step, metrics in rows for key, value in metrics.items()]
+        self.submit([{"kind": "metrics", "metrics": batch[start : start + MAX_METRICS_PER_BATCH]}
+                     for start in range(0, len(batch), MAX_METRICS_PER_BATCH)])
 
-    def flush(self, final: bool = True) -> None:
-        """Send buffered metric batches in order; a store that fails keeps them for the next try.
-
-        Training never stops for the tracker: when the store is away, batches wait here and are
-        retried at the next log step; at the end what still fails is counted in `lost`."""
-        while self.pending:
-            try:
-                self.client.log_batch(self._run_id, metrics=self.pending[0], synchronous=True)
-            except Exception as exc:  # any store error: keep training, retry later
-                LOG.warning("tracking: could not record metrics (%s); %d batch(es) buffered", type(exc).__name__, len(self.pending))
-                if final:
-                    self.lost += len(self.pending)
-                    self.pending.clear()
-                return
-            self.pending.pop(0)
-
-    def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
-        """A file, or a directory's files, under `artifact_path` of the run (a store error is counted
-        in `lost` and logged, not raised: the files stay in the output directory)."""
-        try:
-            if path.is_dir():
-                self.client.log_artifacts(self._run_id, str(path), artifact_path)
-            else:
-                self.client.log_artifact(self._run_id, str(path), artifact_path)
-        except Exception as exc:  # any store error: the run goes on
-            LOG.warning("tracking: could not upload %s (%s)", path.name, type(exc).__name__)
-            self.lost += 1
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self.submit([{"kind": "params", "params": {key: str(value)[:6000] for key, value in params.items()}}])
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        from mlflow.entities import RunTag
+        self.submit([{"kind": "tags", "tags": {key: str(value) for key, value in tags.items()}}])
 
-        self.client.log_batch(self._run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True)
+    def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
+        """A file, or a directory's files, under `artifact_path` of the run. A file queued already
+        (a periodic checkpoint the store has not taken yet) is queued once: the upload sends
+        whatever the file holds then."""
+        call = {"kind": "artifact", "path": str(path.absolute()), "artifact_path": artifact_path}
+        self.submit([] if call in self.pending else [call])
+
+    def submit(self, calls: list[Call]) -> None:
+        self.pending.extend(calls)
+        self.flush(final=False)
+
+    def flush(self, final: bool = True) -> bool:
+        """Send the queued calls in order, stopping at the first the store refuses; True when none
+        is left. Between log steps (`final=False`) nothing is tried before the backoff has passed."""
+        if not final and self.clock() < self.retry_at:
+            return not self.pending
+        while self.pending:
+            try:
+                self.send(self.pending[0])
+            except Exception as exc:  # any store error: keep training, retry later
+                self.delay = min(max(2 * self.delay, RETRY_FIRST_S), RETRY_CAP_S)
+                self.retry_at = self.clock() + self.delay
+                self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+                LOG.warning("tracking: the store refused a call (%s); %d call(s) kept, next try in %.0f s",
+                            type(exc).__name__, len(self.pending), self.delay)
+                return False
+            self.pending.pop(0)
+        self.delay, self.retry_at = 0.0, -math.inf
+        return True
+
+    def send(self, call: Call) -> None:
+        """Make one queued call against the store (raises what the store raises)."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        kind = call["kind"]
+        if kind == "metrics":
+            self.client.log_batch(self._run_id, metrics=[Metric(*m) for m in call["metrics"]], synchronous=True)
+        elif kind == "tags":
+            self.client.log_batch(self._run_id, tags=[RunTag(k, v) for k, v in call["tags"].items()], synchronous=True)
+        elif kind == "params":
+            self.client.log_batch(self._run_id, params=[Param(k, v) for k, v in call["params"].items()], synchronous=True)
+        elif kind == "artifact":
+            path = Path(call["path"])
+            if path.is_dir():
+                self.client.log_artifacts(self._run_id, str(path), call["artifact_path"])
+            elif path.is_file():
+                self.client.log_artifact(self._run_id, str(path), call["artifact_path"])
+            else:
+                LOG.warning("tracking: %s is gone; not uploaded", path)
+        else:
+            raise ValueError(f"tracking: unknown call kind {kind!r}")
 
 
 def check_server(uri: str, timeout_s: float) -> None:
@@ -185,36 +234,35 @@ def open_run(
     tags: Mapping[str, str],
     params: Mapping[str, Any],
     resume_run_id: Optional[str] = None,
+    out_dir: Optional[Path] = None,
 ) -> Iterator[Tracker]:
     """Start a run (or reopen `resume_run_id`), yield its tracker, and end it with the status the
-    body earned: FINISHED, FAILED with the error as a tag, or KILLED."""
+    body earned: FINISHED, FAILED with the error as a tag, or KILLED. What the store did not take
+    by then goes to `out_dir`'s PENDING_FILE; a run that finished raises TrackingIncomplete then."""
     if not cfg.enabled:
         yield NullTracker()
         return
-    client = connect(cfg)
-    from mlflow.entities import Param, RunTag
-
+    client, uri = client_for(cfg.uri, cfg.timeout_s)
     if resume_run_id:
-        reopen_run(client, resume_run_id, resolve_uri(cfg.uri))
+        reopen_run(client, resume_run_id, uri)
         run_id = resume_run_id
     else:
         run_id = client.create_run(experiment_id_for(client, experiment), run_name=run_name, tags=dict(tags)).info.run_id
-    tracker = MlflowTracker(client, run_id)
+    tracker = MlflowTracker(client, run_id, uri)
     try:
         if not resume_run_id:
-            client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()], synchronous=True)
+            tracker.log_params(params)
         yield tracker
-        tracker.flush()
     except KeyboardInterrupt:
-        end_run(client, run_id, "KILLED", tracker)
+        end_run(tracker, "KILLED", out_dir)
         raise
     except BaseException as exc:
-        with contextlib.suppress(Exception):
-            client.log_batch(run_id, tags=[RunTag("error", f"{type(exc).__name__}: {exc}"[:5000])])
-        end_run(client, run_id, "FAILED", tracker)
+        tracker.set_tags({"error": f"{type(exc).__name__}: {exc}"[:5000]})
+        end_run(tracker, "FAILED", out_dir)
         raise
-    else:
-        end_run(client, run_id, "FINISHED", tracker)
+    unsent = end_run(tracker, "FINISHED", out_dir)
+    if unsent:
+        raise TrackingIncomplete(unsent)
 
 
 def reopen_run(client: Any, run_id: str, uri: str) -> None:
@@ -257,14 +305,57 @@ def sqlite_setup_lock(uri: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def end_run(client: Any, run_id: str, status: str, tracker: "MlflowTracker") -> None:
-    """Set the final status, noting metric batches that could not be recorded."""
+def end_run(tracker: MlflowTracker, status: str, out_dir: Optional[Path]) -> Optional[str]:
+    """Send what is queued and set the final status. When the store does not take all of it, the
+    rest (status included) goes to `out_dir`'s PENDING_FILE, counted in a `tracking_pending` tag
+    where the store still takes tags; returns the line that says so (None when all arrived)."""
+    if tracker.flush():
+        try:
+            tracker.client.set_terminated(tracker.run_id, status=status)
+        except Exception as exc:  # any store error: the status waits with the rest
+            tracker.last_error = f"{type(exc).__name__}"
+        else:
+            if out_dir is not None:
+                (out_dir / PENDING_FILE).unlink(missing_ok=True)
+            return None
     with contextlib.suppress(Exception):
-        tracker.flush()
-    if tracker.lost:
-        with contextlib.suppress(Exception):
-            client.set_tag(run_id, "tracking_lost_batches", str(tracker.lost))
-    client.set_terminated(run_id, status=status)
+        tracker.send({"kind": "tags", "tags": {"tracking_pending": str(len(tracker.pending) + 1)}})
+    where = "nowhere (no output directory)"
+    if out_dir is not None:
+        record = {"uri": tracker.uri, "run_id": tracker.run_id, "status": status, "calls": tracker.pending}
+        write_atomically(out_dir / PENDING_FILE, json.dumps(record))
+        where = str(out_dir / PENDING_FILE)
+    message = (f"the tracking store {tracker.uri} did not take {len(tracker.pending)} call(s) and the run's {status} status "
+               f"({tracker.last_error}); the run's files are in {out_dir}; what is missing is in {where}: "
+               f"push it with pinnrun-sync {out_dir}")
+    LOG.warning("tracking: %s", message)
+    return message
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write a small text file through a temporary file and a rename: never half written."""
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(handle, "w") as file:
+        file.write(text)
+    os.replace(tmp, path)
+
+
+def push_pending(directory: Path) -> str:
+    """`pinnrun-sync`: send a run directory's PENDING_FILE to the store it names and set the run's
+    final status; returns what was pushed. Raises ConfigError when there is nothing to push or the
+    store does not answer, TrackingIncomplete when it still does not take everything."""
+    path = directory / PENDING_FILE
+    if not path.is_file():
+        raise ConfigError(f"{directory}: no {PENDING_FILE} here (nothing to push)")
+    record = json.loads(path.read_text())
+    client, uri = client_for(record["uri"])
+    tracker = MlflowTracker(client, record["run_id"], uri)
+    tracker.pending = list(record["calls"])
+    calls = len(tracker.pending)
+    unsent = end_run(tracker, record["status"], directory)
+    if unsent:
+        raise TrackingIncomplete(unsent)
+    return f"run {record['run_id']} in {uri}: {calls} call(s) pushed, status {record['status']}"
 
 
 def download_artifact(cfg: TrackingConfig, run_id: str, name: str, destination: Path) -> Optional[Path]:
@@ -476,6 +567,7 @@ def metric_history(uri: Optional[str], start_times: Mapping[str, int], key: str)
 def log_comparison(uri: Optional[str], experiment: str, run_name: str, params: Mapping[str, Any],
                    directory: Path) -> str:
     """Record a comparison (its selection as params, its tables and figures as artifacts) as a run."""
-    with open_run(TrackingConfig(uri=uri), experiment, run_name, {"pinnrun_role": "comparison"}, params) as tracker:
+    with open_run(TrackingConfig(uri=uri), experiment, run_name, {"pinnrun_role": "comparison"}, params,
+                  out_dir=directory) as tracker:
         tracker.log_artifact(directory)
         return str(tracker.run_id)

@@ -3,21 +3,28 @@ goes away, and many runs writing to one sqlite store at once."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from pinnrun import sync
 from pinnrun.checkpoint import load_checkpoint
 from pinnrun.engine import NonFiniteLossError, run
 from pinnrun.runtime import RunInterrupted
-from pinnrun.tracking import MlflowTracker
+from pinnrun.tracking import PENDING_FILE, RETRY_CAP_S, RETRY_FIRST_S, MlflowTracker, end_run
 from pinnrun.weighting.sapinn_gp import SelfAdaptiveGP
 from pinnrun.weighting.uniform import Uniform
 from tests.test_bad_inputs import run_main
@@ -140,35 +147,211 @@ def test_resume_auto_continues_in_the_same_directory(make_cfg, tmp_path: Path, m
 
 
 class FlakyClient:
-    """An MLflow client whose store is away for the first `failures` calls."""
+    """An MLflow client whose store is away for the first `failures` calls of any kind."""
 
     def __init__(self, failures: int):
         self.failures = failures
-        self.batches: list[list] = []
+        self.calls: list[tuple] = []
 
-    def log_batch(self, run_id, metrics=(), **kwargs):
+    def attempt(self, *call) -> None:
         if self.failures > 0:
             self.failures -= 1
             raise ConnectionError("store away")
-        self.batches.append([(m.key, m.step) for m in metrics])
+        self.calls.append(call)
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=(), **kwargs):
+        self.attempt("batch", [(m.key, m.step) for m in metrics], {p.key: p.value for p in params}, {t.key: t.value for t in tags})
+
+    def log_artifact(self, run_id, path, artifact_path=None):
+        self.attempt("artifact", Path(path).name, artifact_path)
+
+    def set_terminated(self, run_id, status):
+        self.attempt("status", status)
 
 
-def test_metrics_are_buffered_while_the_store_is_away() -> None:
-    client = FlakyClient(failures=2)
-    tracker = MlflowTracker(client, "run")
+class Clock:
+    """A clock the test moves by hand: backoff without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_every_kind_of_call_waits_while_the_store_is_away_and_arrives_in_order(tmp_path: Path) -> None:
+    client, clock = FlakyClient(failures=1), Clock()
+    tracker = MlflowTracker(client, "run", clock=clock)
+    (tmp_path / "checkpoint.pt").write_bytes(b"x")
+    tracker.log_params({"lr": 0.001})
+    tracker.set_tags({"stop_reason/adam": "max_steps"})
+    tracker.log_artifact(tmp_path / "checkpoint.pt")
+    tracker.log_artifact(tmp_path / "checkpoint.pt")  # a newer periodic checkpoint: uploaded once
     tracker.log_metrics({"a": 1.0}, step=1)
+    assert client.calls == [] and len(tracker.pending) == 4
+    clock.now = RETRY_FIRST_S
     tracker.log_metrics({"a": 2.0}, step=2)
-    assert client.batches == [] and len(tracker.pending) == 2
-    tracker.log_metrics({"a": 3.0}, step=3)
-    assert client.batches == [[("a", 1)], [("a", 2)], [("a", 3)]] and tracker.lost == 0
+    assert client.calls == [("batch", [], {"lr": "0.001"}, {}), ("batch", [], {}, {"stop_reason/adam": "max_steps"}),
+                            ("artifact", "checkpoint.pt", None), ("batch", [("a", 1)], {}, {}), ("batch", [("a", 2)], {}, {})]
+    assert not tracker.pending and tracker.delay == 0
 
 
-def test_metrics_that_never_arrive_are_counted() -> None:
+def test_a_flaky_store_costs_one_try_per_backoff_not_one_per_log_step() -> None:
+    client, clock = FlakyClient(failures=100), Clock()
+    tracker = MlflowTracker(client, "run", clock=clock)
+    for step in range(10):  # ten log steps within the first backoff: one try
+        tracker.log_metrics({"a": float(step)}, step=step)
+    assert client.failures == 99 and len(tracker.pending) == 10
+    delays = []
+    for _ in range(8):
+        clock.now = tracker.retry_at
+        tracker.log_metrics({"a": 0.0}, step=99)
+        delays.append(tracker.delay)
+    assert delays == [4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0, 60.0] and client.failures == 91
+    assert RETRY_FIRST_S == 2.0 and RETRY_CAP_S == 60.0
+
+
+def test_what_never_arrives_is_written_for_pinnrun_sync(tmp_path: Path) -> None:
+    """The store is away at the end: calls and status go to tracking_pending.json, and the line says where."""
     client = FlakyClient(failures=100)
-    tracker = MlflowTracker(client, "run")
+    tracker = MlflowTracker(client, "run", "http://127.0.0.1:9", clock=Clock())
     tracker.log_metrics({"a": 1.0}, step=1)
-    tracker.flush()
-    assert tracker.lost == 1 and not tracker.pending
+    message = end_run(tracker, "FINISHED", tmp_path)
+    record = json.loads((tmp_path / PENDING_FILE).read_text())
+    assert record["run_id"] == "run" and record["status"] == "FINISHED" and record["uri"] == "http://127.0.0.1:9"
+    assert [call["kind"] for call in record["calls"]] == ["metrics"]
+    assert f"the run's files are in {tmp_path}" in message and f"pinnrun-sync {tmp_path}" in message
+    client.failures = 0
+    assert end_run(tracker, "FINISHED", tmp_path) is None and not (tmp_path / PENDING_FILE).exists()
+    assert client.calls[-1] == ("status", "FINISHED")
+
+
+class LoopbackServer:
+    """A real `mlflow server` on a free loopback port, over a sqlite store and an artifact folder
+    that outlive it: the test starts it, kills it (SIGKILL, the whole process group) and restarts it."""
+
+    def __init__(self, base: Path, store: Path):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.base, self.store = base, store
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        command = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{self.store}",
+                   "--artifacts-destination", str(self.base / "artifacts"), "--host", "127.0.0.1", "--port", str(self.port),
+                   "--workers", "1"]
+        log = open(self.base / "server.log", "ab")
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"mlflow server did not start: {(self.base / 'server.log').read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path, empty_store: Path, monkeypatch) -> Iterator[LoopbackServer]:
+    """Killed at the end whatever happened; HTTP calls fail fast (no retries) once it is down."""
+    (tmp_path / "server").mkdir()
+    shutil.copyfile(empty_store, tmp_path / "server" / "mlflow.db")
+    server = LoopbackServer(tmp_path / "server", tmp_path / "server" / "mlflow.db")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def test_a_store_gone_before_a_phase_ends_loses_nothing(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Every store call (metrics, tags, artifacts, status) fails from step 15 on, as with a store
+    that went away or filled up: the run trains to the end, writes every file (checkpoint first),
+    exits 3 with one line naming its directory; pinnrun-sync later pushes the rest."""
+    away = {"on": False}
+
+    def refuse(original):
+        def call(*args, **kwargs):
+            if away["on"]:
+                raise ConnectionError("store away")
+            return original(*args, **kwargs)
+        return call
+
+    for name in ("log_batch", "log_artifact", "log_artifacts", "set_terminated"):
+        monkeypatch.setattr(MlflowClient, name, refuse(getattr(MlflowClient, name)))
+    calls = {"n": 0}
+    original = Uniform.after_step
+
+    def after_step(self, ascent: bool) -> None:
+        original(self, ascent)
+        calls["n"] += 1
+        away["on"] = away["on"] or calls["n"] == 15
+
+    monkeypatch.setattr(Uniform, "after_step", after_step)
+    out = tmp_path / "out"
+    code, stderr = run_main([*BUDGET, f"output.dir={out}"], tmp_path, monkeypatch, capsys)
+    lines = [line for line in stderr.splitlines() if line.startswith("pinnrun:")]
+    assert code == 3 and "Traceback" not in stderr, stderr
+    assert len(lines) == 1 and lines[0].startswith("pinnrun: failed: the tracking store ") and f"files are in {out};" in lines[0]
+    assert {"config.yaml", "prediction.npz", "checkpoint.pt", "plots", PENDING_FILE} <= {p.name for p in out.iterdir()}
+    client, record = the_run(tmp_path)
+    assert record.info.status == "RUNNING" and "stop_reason/adam" not in record.data.tags
+
+    away["on"] = False
+    assert sync.main([str(out)]) == 0 and not (out / PENDING_FILE).exists()
+    _, record = the_run(tmp_path)
+    assert record.info.status == "FINISHED" and record.data.tags["stop_reason/adam"] == "max_steps"
+    assert record.data.metrics["final/steps"] == 50
+    steps = [m.step for m in client.get_metric_history(record.info.run_id, "loss/total")]
+    assert steps == sorted(set(steps)) and steps[-1] == 50
+    assert {"checkpoint.pt", "plots"} <= {a.path for a in client.list_artifacts(record.info.run_id)}
+    assert sync.main([str(out)]) == 2  # nothing left to push
+
+
+@pytest.mark.slow
+def test_a_server_gone_before_a_phase_ends_loses_nothing(tmp_path: Path, mlflow_server: LoopbackServer, monkeypatch,
+                                                         capsys) -> None:
+    """The issue's worst case: the server dies mid-Adam, before the phase-end tags. The run trains
+    to the end, writes every file, exits 3 with one line naming its directory; with the server
+    back, pinnrun-sync pushes the rest and the run is FINISHED with all its metrics and files."""
+    out = tmp_path / "out"
+    calls = {"n": 0}
+    original = Uniform.after_step
+
+    def after_step(self, ascent: bool) -> None:
+        original(self, ascent)
+        calls["n"] += 1
+        if calls["n"] == 15:
+            mlflow_server.kill()
+
+    monkeypatch.setattr(Uniform, "after_step", after_step)
+    code, stderr = run_main([*BUDGET, f"tracking.uri={mlflow_server.uri}", f"output.dir={out}"], tmp_path, monkeypatch, capsys)
+    lines = [line for line in stderr.splitlines() if line.startswith("pinnrun:")]
+    assert code == 3 and "Traceback" not in stderr, stderr
+    assert len(lines) == 1 and lines[0].startswith("pinnrun: failed: the tracking store ") and f"files are in {out};" in lines[0]
+    assert {"config.yaml", "prediction.npz", "checkpoint.pt", "plots", PENDING_FILE} <= {p.name for p in out.iterdir()}
+    assert load_checkpoint(out / "checkpoint.pt")["progress"]["step"] == 50
+
+    mlflow_server.start()
+    assert sync.main([str(out)]) == 0
+    assert not (out / PENDING_FILE).exists()
+    client = MlflowClient(mlflow_server.uri)
+    (record,) = client.search_runs([client.get_experiment_by_name("burgers").experiment_id])
+    assert record.info.status == "FINISHED" and record.data.tags["stop_reason/adam"] == "max_steps"
+    assert record.data.metrics["final/steps"] == 50 and record.data.params["seed"] == "0"
+    steps = [m.step for m in client.get_metric_history(record.info.run_id, "loss/total")]
+    assert steps == sorted(set(steps)) and steps[0] == 10 and steps[-1] == 50
+    assert {"config.yaml", "prediction.npz", "checkpoint.pt", "plots"} <= {a.path for a in client.list_artifacts(record.info.run_id)}
 
 
 def test_parallel_runs_share_one_sqlite_store(tmp_path: Path) -> None:
