@@ -27,7 +27,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from pinnrun.config import ConfigError, register_schemas
+from pinnrun.config import ConfigError, nearest_existing, register_schemas, unwritable
 
 
 def config_dir() -> str:
@@ -46,14 +46,19 @@ def fresh_directory(base: str) -> str:
     The same base gives the same answer within one process, however often Hydra resolves it."""
     key = os.path.abspath(base)
     if key not in FRESH:
-        Path(base).parent.mkdir(parents=True, exist_ok=True)
-        for suffix in ("", *(f"-{n}" for n in range(2, 10_000))):
-            try:
-                Path(base + suffix).mkdir()
-            except FileExistsError:
-                continue
-            FRESH[key] = base + suffix
-            break
+        try:
+            Path(base).parent.mkdir(parents=True, exist_ok=True)
+            for suffix in ("", *(f"-{n}" for n in range(2, 10_000))):
+                try:
+                    Path(base + suffix).mkdir()
+                except FileExistsError:
+                    continue
+                FRESH[key] = base + suffix
+                break
+        except OSError as exc:  # a read-only working directory: Hydra would print a traceback
+            print(f"pinnrun: error: output directory {key!r}: cannot create it ({exc.strerror}); run from a writable "
+                  "directory or set hydra.run.dir (hydra.sweep.dir for --multirun)", file=sys.stderr)
+            sys.exit(2)
     return FRESH[key]
 
 
@@ -147,6 +152,9 @@ def precheck(args: list[str]) -> Optional[str]:
     overrides = [arg for arg in args if arg not in SWEEP_FLAGS]
     if any(arg.startswith("-") for arg in overrides):
         return None
+    unusable = unwritable_run_dir(overrides, "hydra.sweep.dir" if multirun else "hydra.run.dir")
+    if unusable:
+        return unusable
     if multirun:
         from pinnrun.engine import check_values  # imports torch, which a sweep's jobs import anyway
     try:
@@ -160,6 +168,17 @@ def precheck(args: list[str]) -> Optional[str]:
     except ConfigError as exc:
         return str(exc)
     return None
+
+
+def unwritable_run_dir(overrides: Sequence[str], key: str) -> Optional[str]:
+    """One line when `key=<dir>` on the command line names a directory that cannot be created
+    (Hydra creates it before the job starts, and would fail with a traceback)."""
+    value = next((arg.split("=", 1)[1] for arg in overrides if arg.startswith(f"{key}=")), None)
+    if not value:
+        return None
+    start = nearest_existing(Path(value.split("${", 1)[0] or "."))
+    reason = "not a directory" if not start.is_dir() else unwritable(start)
+    return f"{key}={value!r}: cannot create it ({reason} at {start})" if reason else None
 
 
 def sweep_variants(overrides: Sequence[str]) -> Iterator[list[str]]:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Optional, TypeVar
 
 from hydra.core.config_store import ConfigStore
@@ -114,6 +116,26 @@ class Config:
 def register_schemas() -> None:
     """Store the top-level schema; `conf/config.yaml` extends it through its defaults list."""
     ConfigStore.instance().store(name="base_config", node=Config)
+
+
+def unwritable(directory: Path) -> Optional[str]:
+    """Why a file cannot be created in an existing `directory` (the OS's words), None when it can.
+    A real probe file, not `os.access`, which says yes to root on a read-only mount."""
+    try:
+        probe = directory / f".pinnrun-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
+
+
+def nearest_existing(path: Path) -> Path:
+    """`path` or its closest ancestor that exists: where creating `path` would start."""
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def require_positive(key: str, value: float) -> None:

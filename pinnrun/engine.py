@@ -25,7 +25,7 @@ import pinnrun
 from pinnrun import plots, report
 from pinnrun.checkpoint import (CHECKPOINT, Progress, check_same_run, checkpoint_payload, find_checkpoint, restore,
                                 save_checkpoint)
-from pinnrun.config import GROUPS, ConfigError, Option, parse_option, validate_top_level
+from pinnrun.config import GROUPS, ConfigError, Option, parse_option, unwritable, validate_top_level
 from pinnrun.derivatives import ENGINES, FieldsFunction, autograd_fields
 from pinnrun.models.base import PINNModel
 from pinnrun.optim.base import Phase
@@ -398,11 +398,11 @@ def writable_directory(path: Path) -> Path:
     """Create the output directory or fail with a one-line error."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.touch()
-        probe.unlink()
     except OSError as exc:
         raise ConfigError(f"output.dir={str(path)!r}: not writable ({exc.strerror})") from None
+    reason = unwritable(path)
+    if reason:
+        raise ConfigError(f"output.dir={str(path)!r}: not writable ({reason})")
     return path
 
 

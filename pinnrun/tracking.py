@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Protocol, Sequence
 
-from pinnrun.config import ConfigError, TrackingConfig
+from pinnrun.config import ConfigError, TrackingConfig, unwritable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,6 +35,7 @@ RUN_COLUMNS = ("run_id", "run_name", "experiment", "status", "start_time", "end_
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
 PENDING_FILE = "tracking_pending.json"  # in a run's output directory: the calls its store did not take
 RETRY_FIRST_S, RETRY_CAP_S = 2.0, 60.0  # backoff between tries while the store refuses calls
+STORE_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql")  # MLflow's database and server stores
 # What MLflow's UI shows when it opens an experiment (read in mlflow/server/js of MLflow 3.17).
 # `mlflow.experimentKind` is the experiment's kind ("custom_model_development": model training,
 # not GenAI), which the UI reads where its GenAI / Model-training switch is off; with the switch
@@ -215,15 +216,66 @@ class MlflowTracker:
 
 
 def check_server(uri: str, timeout_s: float) -> None:
-    """Fail fast, before training, when an http(s) tracking server does not answer."""
+    """Fail fast, before training, when an http(s) tracking server does not answer, or answers
+    but is not an MLflow server (no `/health`)."""
     if not uri.startswith(("http://", "https://")):
         return
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as response:
             response.read()
+    except urllib.error.HTTPError as exc:
+        raise ConfigError(f"tracking.uri={uri!r}: not an MLflow tracking server (GET /health: HTTP {exc.code} {exc.reason})") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ConfigError(f"tracking.uri={uri!r}: tracking server unreachable ({reason})") from None
+
+
+def store_scheme(uri: str) -> str:
+    """A tracking URI's scheme without its driver (`postgresql+psycopg2` -> `postgresql`); `file`
+    for a bare path (or a Windows drive letter), which MLflow takes as a file store."""
+    scheme, sep, _ = uri.partition(":")
+    return "file" if not sep or len(scheme) == 1 else scheme.split("+", 1)[0].lower()
+
+
+def sqlite_path(uri: str) -> Optional[Path]:
+    """The database file of a `sqlite:///rel.db` or `sqlite:////abs.db` URI; None for another
+    scheme or an in-memory database (`sqlite://`)."""
+    rest = uri.partition(":")[2]
+    if store_scheme(uri) != "sqlite" or not rest.startswith("///"):
+        return None
+    return Path(rest[3:])
+
+
+def check_store_uri(uri: str, writes: bool) -> None:
+    """One line for a tracking URI pinnrun cannot use, before MLflow creates anything: a file store
+    (MLflow's deprecated ./mlruns folder, created silently for any mistyped path), an unknown
+    scheme, a sqlite database whose directory does not exist or (for `writes`) is not writable."""
+    scheme = store_scheme(uri)
+    if scheme == "file":
+        raise ConfigError(f"tracking.uri={uri!r}: a file store is not supported; use sqlite:///<dir>/mlflow.db or http://<host>:<port>")
+    if scheme not in STORE_SCHEMES:
+        raise ConfigError(f"tracking.uri={uri!r}: unknown scheme {scheme!r}; use one of {', '.join(STORE_SCHEMES)}")
+    path = sqlite_path(uri)
+    if path is None:
+        return
+    if not path.parent.is_dir():
+        raise ConfigError(f"tracking.uri={uri!r}: directory {path.parent} does not exist")
+    reason = unwritable(path.parent) if writes else None
+    if reason:
+        raise ConfigError(f"tracking.uri={uri!r}: directory {path.parent} is not writable ({reason})")
+
+
+@contextlib.contextmanager
+def store_errors(uri: str) -> Iterator[None]:
+    """Turn a store failing before a run exists (a file that is no database, a full or read-only
+    disk, a server that is not MLflow) into one config line; nothing is left RUNNING."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except Exception as exc:  # any store error before the run: the run does not start
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ConfigError(f"tracking.uri={absolute_sqlite_uri(uri)!r}: the store failed ({type(exc).__name__}: {first})") from exc
 
 
 @contextlib.contextmanager
@@ -242,12 +294,13 @@ def open_run(
     if not cfg.enabled:
         yield NullTracker()
         return
-    client, uri = client_for(cfg.uri, cfg.timeout_s)
-    if resume_run_id:
-        reopen_run(client, resume_run_id, uri)
-        run_id = resume_run_id
-    else:
-        run_id = client.create_run(experiment_id_for(client, experiment), run_name=run_name, tags=dict(tags)).info.run_id
+    client, uri = client_for(cfg.uri, cfg.timeout_s, writes=True)
+    with store_errors(uri):
+        if resume_run_id:
+            reopen_run(client, resume_run_id, uri)
+            run_id = resume_run_id
+        else:
+            run_id = client.create_run(experiment_id_for(client, experiment), run_name=run_name, tags=dict(tags)).info.run_id
     tracker = MlflowTracker(client, run_id, uri)
     try:
         if not resume_run_id:
@@ -296,7 +349,6 @@ def sqlite_setup_lock(uri: str) -> Iterator[None]:
         yield
         return
     lock_path = Path(uri[len("sqlite:///"):]).with_suffix(".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -348,7 +400,7 @@ def push_pending(directory: Path) -> str:
     if not path.is_file():
         raise ConfigError(f"{directory}: no {PENDING_FILE} here (nothing to push)")
     record = json.loads(path.read_text())
-    client, uri = client_for(record["uri"])
+    client, uri = client_for(record["uri"], writes=True)
     tracker = MlflowTracker(client, record["run_id"], uri)
     tracker.pending = list(record["calls"])
     calls = len(tracker.pending)
@@ -430,8 +482,9 @@ def resolve_uri(uri: Optional[str]) -> str:
     return uri or mlflow.get_tracking_uri()
 
 
-def client_for(uri: Optional[str], timeout_s: float = 10.0) -> tuple[Any, str]:
-    """An MlflowClient for `uri` (checked to answer when it is a server) and the resolved URI.
+def client_for(uri: Optional[str], timeout_s: float = 10.0, writes: bool = False) -> tuple[Any, str]:
+    """An MlflowClient for `uri` (checked to be usable, `writes` for runs that record into it,
+    and to answer when it is a server) and the resolved URI; a store that fails is a ConfigError.
 
     HTTP calls give up after `timeout_s` and two retries (MLflow's defaults wait minutes), so a
     store that goes away never hangs a run."""
@@ -440,8 +493,9 @@ def client_for(uri: Optional[str], timeout_s: float = 10.0) -> tuple[Any, str]:
     from mlflow.tracking import MlflowClient
 
     resolved = resolve_uri(uri)
+    check_store_uri(resolved, writes)
     check_server(resolved, timeout_s)
-    with sqlite_setup_lock(resolved):
+    with store_errors(resolved), sqlite_setup_lock(resolved):
         client = MlflowClient(tracking_uri=resolved)
         client.search_experiments(max_results=1)  # creates or migrates the store, one process at a time
     return client, resolved
@@ -460,9 +514,10 @@ def start_sweep_run(cfg: TrackingConfig, experiment: str, run_name: str, tags: M
     """Create the parent run of a sweep (left RUNNING until `end_sweep_run`)."""
     from mlflow.entities import Param
 
-    client, uri = client_for(cfg.uri, cfg.timeout_s)
-    run = client.create_run(experiment_id_for(client, experiment), run_name=run_name, tags=dict(tags))
-    client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()], synchronous=True)
+    client, uri = client_for(cfg.uri, cfg.timeout_s, writes=True)
+    with store_errors(uri):
+        run = client.create_run(experiment_id_for(client, experiment), run_name=run_name, tags=dict(tags))
+        client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()], synchronous=True)
     return SweepRun(uri, run.info.run_id)
 
 
@@ -488,17 +543,10 @@ def existing_store(uri: Optional[str]) -> str:
     """The resolved URI of a store that exists: readers (pinnrun-compare) must not create an empty
     store where a path was mistyped, as MLflow does on first use of a sqlite or file URI."""
     resolved = resolve_uri(uri)
-    scheme, sep, rest = resolved.partition(":")
-    if not sep or len(scheme) == 1:  # a bare path (or a Windows drive letter): MLflow's file store
-        scheme, rest = "file", resolved
-    if scheme == "sqlite":
-        path = rest[3:] if rest.startswith("///") else ""  # sqlite:///rel.db, sqlite:////abs.db; sqlite:// is in memory
-        if path and not Path(path).is_file():
-            raise ConfigError(f"tracking URI {resolved!r}: no store at {path} (pinnrun-compare reads stores, never creates one)")
-    elif scheme == "file":
-        path = rest.removeprefix("//")
-        if not Path(path).is_dir():
-            raise ConfigError(f"tracking URI {resolved!r}: no store at {path} (pinnrun-compare reads stores, never creates one)")
+    check_store_uri(resolved, writes=False)
+    path = sqlite_path(resolved)
+    if path is not None and not path.is_file():
+        raise ConfigError(f"tracking URI {resolved!r}: no store at {path} (pinnrun-compare reads stores, never creates one)")
     return resolved
 
 

@@ -3,9 +3,11 @@ no MLflow run. Cases run the real entry point (`pinnrun.cli.main`) in-process fo
 
 from __future__ import annotations
 
+import http.server
 import shutil
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,13 @@ CATALOGUE = [
     (["tracking.uri=http://127.0.0.1:9", "tracking.timeout_s=2"], "tracking.uri='http://127.0.0.1:9': tracking server unreachable"),
     (["output.dir=/proc/pinnrun-out"], "output.dir='/proc/pinnrun-out': not writable"),
     (["resume=/nonexistent/checkpoint.pt"], "resume='/nonexistent/checkpoint.pt': no such checkpoint file"),
+    (["tracking.uri=sqlite:////nonexistent/dir/mlflow.db"], "tracking.uri='sqlite:////nonexistent/dir/mlflow.db': directory /nonexistent/dir does not exist"),
+    (["tracking.uri=sqlite:///no_such_dir/mlflow.db"], "tracking.uri='sqlite:///no_such_dir/mlflow.db': directory no_such_dir does not exist"),
+    (["tracking.uri=sqlite:////proc/mlflow.db"], "tracking.uri='sqlite:////proc/mlflow.db': directory /proc is not writable"),
+    (["tracking.uri=file:///tmp/mlruns"], "tracking.uri='file:///tmp/mlruns': a file store is not supported; use sqlite:///"),
+    (["tracking.uri=mlruns"], "tracking.uri='mlruns': a file store is not supported"),
+    (["tracking.uri=s3://bucket/runs"], "tracking.uri='s3://bucket/runs': unknown scheme 's3'; use one of sqlite, http, https"),
+    (["hydra.run.dir=/proc/pinnrun/out"], "hydra.run.dir='/proc/pinnrun/out': cannot create it"),
     (["optimizer=adam", "optimizer.lr=nan"], "optimizer.lr=nan: must be a finite number"),
     (["optimizer.lbfgs.tolerance_grad=inf"], "optimizer.lbfgs.tolerance_grad=inf: must be a finite number"),
     (["problem.nu=nan"], "problem.nu=nan: must be a finite number"),
@@ -196,3 +205,60 @@ def test_a_checkpoint_whose_run_is_in_another_store(tmp_path: Path, empty_store:
     assert code == 0, stderr
     with sqlite3.connect(tmp_path / "b" / "mlflow.db") as connection:
         assert connection.execute("select status from runs").fetchall() == [("FINISHED",)]
+
+
+def test_a_read_only_working_directory(monkeypatch, capsys) -> None:
+    """Hydra's outputs/ and the default sqlite store live in the working directory: /proc takes neither."""
+    code, stderr = run_main([*FAST], Path("/proc"), monkeypatch, capsys)
+    assert_one_line_error(code, stderr, "output directory '/proc/outputs/", Path("/proc/mlflow.db"))
+    assert "run from a writable directory or set hydra.run.dir" in stderr
+
+
+class NotMlflow(http.server.BaseHTTPRequestHandler):
+    """An HTTP server that is not MLflow: 404 for /health (`status=404`) or 200 and a web page for everything."""
+
+    status = 404
+
+    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        self.send_response(self.status)
+        self.end_headers()
+        self.wfile.write(b"<html>a web page</html>")
+
+    do_POST = do_GET
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("status", "expected"), [(404, "not an MLflow tracking server (GET /health: HTTP 404"),
+                                                  (200, "the store failed (")], ids=["no-health", "a-web-page"])
+def test_an_http_server_that_is_not_mlflow(status: int, expected: str, tmp_path: Path, monkeypatch, capsys) -> None:
+    handler = type("Handler", (NotMlflow,), {"status": status})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    try:
+        code, stderr = run_main([f"tracking.uri=http://127.0.0.1:{server.server_address[1]}", *FAST], tmp_path, monkeypatch, capsys)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert_one_line_error(code, stderr, expected, tmp_path / "mlflow.db")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("uri", "expected"), [
+    ("sqlite:///{tmp}/typo/mlflow.db", "directory {tmp}/typo does not exist"),
+    ("sqlite:///{tmp}/mlflow.db", "no store at {tmp}/mlflow.db (pinnrun-compare reads stores, never creates one)"),
+    ("file://{tmp}/mlruns", "a file store is not supported"),
+    ("{tmp}/mlruns", "a file store is not supported"),
+    ("ftp://host/store", "unknown scheme 'ftp'"),
+], ids=["missing-dir", "missing-file", "file-uri", "bare-path", "unknown-scheme"])
+def test_compare_refuses_a_store_it_cannot_read_and_creates_none(uri: str, expected: str, tmp_path: Path, capsys) -> None:
+    from pinnrun import compare
+
+    code = compare.main(["--tracking-uri", uri.format(tmp=tmp_path)])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("pinnrun-compare: error: ")
+    assert expected.format(tmp=tmp_path) in lines[0]
+    assert list(tmp_path.iterdir()) == []
