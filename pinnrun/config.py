@@ -57,7 +57,7 @@ class TrainConfig:
     log_every: int = 100
     eval_every: int = 500
     progress: bool = True  # a progress bar on a terminal; always quiet when not a TTY
-    checkpoint_every: int = 0  # steps between periodic checkpoints; 0 writes one at the end only
+    checkpoint_every: int = 1000  # steps between periodic checkpoints (a killed run resumes from the last); 0: at the end only
 
     def validate(self, prefix: str) -> None:
         require_positive(f"{prefix}.log_every", self.log_every)

@@ -34,7 +34,7 @@ from pinnrun.runtime import (DTYPES, JOB_CLOCK, RunInterrupted, StopOnSignal, ch
                              seed_everything, set_threads, use_deterministic)
 from pinnrun.samplers.base import Points, Sampler
 from pinnrun.sweep import sweep_tags
-from pinnrun.tracking import Tracker, flatten, open_run, run_location
+from pinnrun.tracking import Tracker, flatten, heartbeat_tags, open_run, run_location
 from pinnrun.weighting.base import ResidualFunction, Weighting
 from pinnrun.weighting.record import WeightRecorder
 
@@ -234,6 +234,7 @@ class Cadence:
             p.next_eval = p.step + cfg.train.eval_every
             self.bar.set_postfix(loss=f"{metrics['loss/total']:.3e}", l2=f"{metrics['l2_rel']:.2e}")
         self.tracker.log_metrics(metrics, p.step)
+        self.tracker.set_tags(heartbeat_tags())
         self.recorder.at_log_step(p.step, parts.weighting, points)
         p.history.append((p.step, metrics))
         self.logged_at, self.logged_step, p.next_log = now, p.step, p.step + cfg.train.log_every

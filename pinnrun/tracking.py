@@ -35,6 +35,8 @@ RUN_COLUMNS = ("run_id", "run_name", "experiment", "status", "start_time", "end_
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
 PENDING_FILE = "tracking_pending.json"  # in a run's output directory: the calls its store did not take
 RETRY_FIRST_S, RETRY_CAP_S = 2.0, 60.0  # backoff between tries while the store refuses calls
+HEARTBEAT_TAG = "heartbeat"  # unix seconds of a run's last log step
+STALE_AFTER_S = 600.0  # a RUNNING run without a heartbeat for this long was killed (SIGKILL, OOM killer, node loss)
 STORE_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql")  # MLflow's database and server stores
 # What MLflow's UI shows when it opens an experiment (read in mlflow/server/js of MLflow 3.17).
 # `mlflow.experimentKind` is the experiment's kind ("custom_model_development": model training,
@@ -133,8 +135,10 @@ class MlflowTracker:
     away costs one attempt per backoff, not one per log step. What is still queued at the end is
     written to PENDING_FILE by `end_run`."""
 
-    def __init__(self, client: Any, run_id: str, uri: str = "", clock: Callable[[], float] = time.monotonic):
+    def __init__(self, client: Any, run_id: str, uri: str = "", clock: Callable[[], float] = time.monotonic,
+                 logged_through: int = -1):
         self.client, self._run_id, self.uri, self.clock = client, run_id, uri, clock
+        self.logged_through = logged_through  # metrics of steps up to here are in the store already (a resumed kill)
         self.pending: list[Call] = []  # calls not yet accepted by the store, oldest first
         self.delay = 0.0  # the current backoff in seconds; 0 while the store answers
         self.retry_at = -math.inf
@@ -152,7 +156,8 @@ class MlflowTracker:
         from mlflow.utils.time import get_current_time_millis
 
         now = get_current_time_millis()
-        batch = [[key, float(value), now, step] for step, metrics in rows for key, value in metrics.items()]
+        batch = [[key, float(value), now, step] for step, metrics in rows if step > self.logged_through
+                 for key, value in metrics.items()]
         self.submit([{"kind": "metrics", "metrics": batch[start : start + MAX_METRICS_PER_BATCH]}
                      for start in range(0, len(batch), MAX_METRICS_PER_BATCH)])
 
@@ -295,13 +300,14 @@ def open_run(
         yield NullTracker()
         return
     client, uri = client_for(cfg.uri, cfg.timeout_s, writes=True)
+    logged_through = -1
     with store_errors(uri):
         if resume_run_id:
-            reopen_run(client, resume_run_id, uri)
+            logged_through = reopen_run(client, resume_run_id, uri)
             run_id = resume_run_id
         else:
             run_id = client.create_run(experiment_id_for(client, experiment), run_name=run_name, tags=dict(tags)).info.run_id
-    tracker = MlflowTracker(client, run_id, uri)
+    tracker = MlflowTracker(client, run_id, uri, logged_through=logged_through)
     try:
         if not resume_run_id:
             tracker.log_params(params)
@@ -318,19 +324,63 @@ def open_run(
         raise TrackingIncomplete(unsent)
 
 
-def reopen_run(client: Any, run_id: str, uri: str) -> None:
-    """Set a resumed run RUNNING again; a run this store does not have is a config error (the
-    checkpoint was recorded elsewhere), with the two ways on."""
+def reopen_run(client: Any, run_id: str, uri: str) -> int:
+    """Set a resumed run RUNNING again and return the last step its metrics reached (-1: none), so
+    that steps a killed process logged after its last checkpoint are not logged twice. Config
+    errors: a run this store does not have (the checkpoint was recorded elsewhere), with the two
+    ways on; a run still RUNNING with a fresh heartbeat (another process is training it)."""
     from mlflow.exceptions import MlflowException
 
     try:
-        client.get_run(run_id)
+        run = client.get_run(run_id)
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
         raise ConfigError(f"resume: the checkpoint's MLflow run {run_id} is not in {absolute_sqlite_uri(uri)}; set tracking.uri "
                           "to the store it was recorded in, or add tracking.new_run=true to continue in a new run") from None
+    age = heartbeat_age(run.data.tags, run.info.start_time, time.time())
+    if run.info.status == "RUNNING" and age < STALE_AFTER_S:
+        raise ConfigError(f"resume: MLflow run {run_id} is RUNNING with a heartbeat {age:.0f} s ago: another process may be "
+                          f"training it; stop it first, or if it was killed, mark it with pinnrun-sync --mark-stale --older-than {age:.0f}")
+    history = client.get_metric_history(run_id, "loss/total")
     client.update_run(run_id, status="RUNNING")
+    return max((m.step for m in history), default=-1)
+
+
+def heartbeat_tags() -> dict[str, str]:
+    """The tag a run sets at every log step: the proof of life `pinnrun-sync --mark-stale` and
+    `pinnrun-compare` look for."""
+    return {HEARTBEAT_TAG: f"{time.time():.0f}"}
+
+
+def heartbeat_age(tags: Mapping[str, Any], start_time_ms: Optional[float], now: float) -> float:
+    """Seconds since a run last showed life: its heartbeat tag, else its start."""
+    beat = tags.get(HEARTBEAT_TAG)
+    last = float(beat) if isinstance(beat, str) and beat else (start_time_ms or 0) / 1e3
+    return now - last
+
+
+def mark_stale(uri: Optional[str], older_than_s: float) -> list[str]:
+    """End as KILLED, with a `killed_reason` tag, every RUNNING run whose heartbeat is older than
+    `older_than_s` (a process that could not mark itself); sweep parents, which have no heartbeat,
+    are left alone. Returns the ids it marked."""
+    client, resolved = client_for(uri, writes=True)
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    marked, now, token = [], time.time(), None
+    while experiments:
+        page = client.search_runs(experiments, filter_string="attributes.status = 'RUNNING'", max_results=1000, page_token=token)
+        for run in page:
+            age = heartbeat_age(run.data.tags, run.info.start_time, now)
+            if age < older_than_s or run.data.tags.get("sweep_role") == "parent":
+                continue
+            reason = f"no heartbeat for {age:.0f} s (process killed?); marked by pinnrun-sync --mark-stale"
+            client.set_tag(run.info.run_id, "killed_reason", reason)
+            client.set_terminated(run.info.run_id, status="KILLED")
+            marked.append(run.info.run_id)
+        token = page.token
+        if not token:
+            break
+    return marked
 
 
 def connect(cfg: TrackingConfig) -> Any:

@@ -20,8 +20,9 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from pinnrun import sync
+from pinnrun import compare, sync, tracking
 from pinnrun.checkpoint import load_checkpoint
+from pinnrun.config import ConfigError
 from pinnrun.engine import NonFiniteLossError, run
 from pinnrun.runtime import RunInterrupted
 from pinnrun.tracking import PENDING_FILE, RETRY_CAP_S, RETRY_FIRST_S, MlflowTracker, end_run
@@ -352,6 +353,50 @@ def test_a_server_gone_before_a_phase_ends_loses_nothing(tmp_path: Path, mlflow_
     steps = [m.step for m in client.get_metric_history(record.info.run_id, "loss/total")]
     assert steps == sorted(set(steps)) and steps[0] == 10 and steps[-1] == 50
     assert {"config.yaml", "prediction.npz", "checkpoint.pt", "plots"} <= {a.path for a in client.list_artifacts(record.info.run_id)}
+
+
+def test_a_killed_run_is_shown_stale_marked_and_resumed_without_logging_steps_twice(make_cfg, tmp_path: Path,
+                                                                                     tracking_uri: str, monkeypatch,
+                                                                                     capsys) -> None:
+    """SIGKILL (what the OOM killer or a lost node does) leaves the run RUNNING: resuming it while
+    its heartbeat is fresh is refused, pinnrun-compare shows it as stale once the heartbeat is old,
+    pinnrun-sync --mark-stale ends it KILLED with a reason, and the resumed run, which restarts
+    from the last periodic checkpoint, does not log the steps the killed process logged again."""
+    out, db = tmp_path / "out", tmp_path / "mlflow.db"
+    args = ["optimizer=adam", "train.log_every=10", "train.eval_every=10", "train.checkpoint_every=20", "train.progress=false",
+            "problem.n.pde=256", "problem.eval_grid=[32,16]", "output.plots=false", "device=cpu"]
+    proc = subprocess.Popen([sys.executable, "-m", "pinnrun.cli", *args, "optimizer.steps=100000", f"output.dir={out}",
+                             f"tracking.uri={tracking_uri}"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(3000):
+            with sqlite3.connect(db) as connection:
+                logged = connection.execute("select max(step) from metrics where key = 'loss/total'").fetchone()[0]
+                beat = connection.execute("select count(*) from tags where key = 'heartbeat'").fetchone()[0]
+            if logged and logged >= 30 and beat and (out / "checkpoint.pt").is_file():
+                break
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    client, record = the_run(tmp_path)
+    assert record.info.status == "RUNNING" and "heartbeat" in record.data.tags
+    resume = [*args, "optimizer.steps=300", f"resume={out}"]
+    with pytest.raises(ConfigError, match=f"resume: MLflow run {record.info.run_id} is RUNNING with a heartbeat"):
+        run(make_cfg(*resume, quick=False))
+
+    monkeypatch.setattr(tracking, "STALE_AFTER_S", 0.0)
+    assert compare.main(["--tracking-uri", tracking_uri, "--metric", "loss/total"]) == 0
+    assert f"run {record.info.run_id[:8]} (burgers-uniform-s0, burgers): RUNNING but no heartbeat for " in capsys.readouterr().err
+    assert sync.main(["--mark-stale", "--tracking-uri", tracking_uri]) == 0
+    _, record = the_run(tmp_path)
+    assert record.info.status == "KILLED" and "no heartbeat for" in record.data.tags["killed_reason"]
+
+    run(make_cfg(*resume, quick=False))
+    _, record = the_run(tmp_path)
+    steps = [m.step for m in client.get_metric_history(record.info.run_id, "loss/total")]
+    assert record.info.status == "FINISHED" and steps == sorted(set(steps)) and steps[-1] == 300
+
 
 
 def test_parallel_runs_share_one_sqlite_store(tmp_path: Path) -> None:
