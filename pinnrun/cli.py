@@ -46,19 +46,14 @@ def fresh_directory(base: str) -> str:
     The same base gives the same answer within one process, however often Hydra resolves it."""
     key = os.path.abspath(base)
     if key not in FRESH:
-        try:
-            Path(base).parent.mkdir(parents=True, exist_ok=True)
-            for suffix in ("", *(f"-{n}" for n in range(2, 10_000))):
-                try:
-                    Path(base + suffix).mkdir()
-                except FileExistsError:
-                    continue
-                FRESH[key] = base + suffix
-                break
-        except OSError as exc:  # a read-only working directory: Hydra would print a traceback
-            print(f"pinnrun: error: output directory {key!r}: cannot create it ({exc.strerror}); run from a writable "
-                  "directory or set hydra.run.dir (hydra.sweep.dir for --multirun)", file=sys.stderr)
-            sys.exit(2)
+        Path(base).parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", *(f"-{n}" for n in range(2, 10_000))):
+            try:
+                Path(base + suffix).mkdir()
+            except FileExistsError:
+                continue
+            FRESH[key] = base + suffix
+            break
     return FRESH[key]
 
 
@@ -171,14 +166,17 @@ def precheck(args: list[str]) -> Optional[str]:
 
 
 def unwritable_run_dir(overrides: Sequence[str], key: str) -> Optional[str]:
-    """One line when `key=<dir>` on the command line names a directory that cannot be created
-    (Hydra creates it before the job starts, and would fail with a traceback)."""
+    """One line when the job's directory cannot be created: the `key=<dir>` of the command line,
+    else the default under the working directory (a read-only one). Hydra creates it before the
+    job starts, and would fail with a traceback."""
     value = next((arg.split("=", 1)[1] for arg in overrides if arg.startswith(f"{key}=")), None)
-    if not value:
-        return None
-    start = nearest_existing(Path(value.split("${", 1)[0] or "."))
+    start = nearest_existing(Path((value or "").split("${", 1)[0] or "."))
     reason = "not a directory" if not start.is_dir() else unwritable(start)
-    return f"{key}={value!r}: cannot create it ({reason} at {start})" if reason else None
+    if not reason:
+        return None
+    if value is None:
+        return f"working directory {start}: not writable ({reason}), and Hydra's outputs go there; run from a writable directory or set {key}"
+    return f"{key}={value!r}: cannot create it ({reason} at {start})"
 
 
 def sweep_variants(overrides: Sequence[str]) -> Iterator[list[str]]:

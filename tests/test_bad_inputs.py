@@ -210,7 +210,7 @@ def test_a_checkpoint_whose_run_is_in_another_store(tmp_path: Path, empty_store:
 def test_a_read_only_working_directory(monkeypatch, capsys) -> None:
     """Hydra's outputs/ and the default sqlite store live in the working directory: /proc takes neither."""
     code, stderr = run_main([*FAST], Path("/proc"), monkeypatch, capsys)
-    assert_one_line_error(code, stderr, "output directory '/proc/outputs/", Path("/proc/mlflow.db"))
+    assert_one_line_error(code, stderr, "working directory /proc: not writable (", Path("/proc/mlflow.db"))
     assert "run from a writable directory or set hydra.run.dir" in stderr
 
 
