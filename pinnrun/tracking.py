@@ -37,6 +37,7 @@ PENDING_FILE = "tracking_pending.json"  # in a run's output directory: the calls
 RETRY_FIRST_S, RETRY_CAP_S = 2.0, 60.0  # backoff between tries while the store refuses calls
 HEARTBEAT_TAG = "heartbeat"  # unix seconds of a run's last log step
 STALE_AFTER_S = 600.0  # a RUNNING run without a heartbeat for this long was killed (SIGKILL, OOM killer, node loss)
+REFUSED_FOR_GOOD = ("INVALID_PARAMETER_VALUE", "BAD_REQUEST")  # MLflow error codes of a call that is wrong, not unlucky
 STORE_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql")  # MLflow's database and server stores
 # What MLflow's UI shows when it opens an experiment (read in mlflow/server/js of MLflow 3.17).
 # `mlflow.experimentKind` is the experiment's kind ("custom_model_development": model training,
@@ -187,6 +188,10 @@ class MlflowTracker:
             try:
                 self.send(self.pending[0])
             except Exception as exc:  # any store error: keep training, retry later
+                if getattr(exc, "error_code", None) in REFUSED_FOR_GOOD:  # retrying cannot help; do not block the rest
+                    LOG.warning("tracking: the store refused a %s call (%s); dropped", self.pending.pop(0)["kind"],
+                                str(exc).splitlines()[0][:300])
+                    continue
                 self.delay = min(max(2 * self.delay, RETRY_FIRST_S), RETRY_CAP_S)
                 self.retry_at = self.clock() + self.delay
                 self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]

@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 import torch
@@ -45,8 +45,8 @@ def scheme_class(overrides: list[str]) -> type:
     return SelfAdaptiveGP if "weighting=sapinn_gp" in overrides else Uniform
 
 
-def signal_at_step(monkeypatch: pytest.MonkeyPatch, step: int, signum: int, scheme: type = Uniform, times: int = 1) -> None:
-    """Deliver a real signal (`times` times in a row) to this process after the given number of optimizer steps."""
+def at_step(monkeypatch: pytest.MonkeyPatch, step: int, action: Callable[[], None], scheme: type = Uniform) -> None:
+    """Do `action` in this process right after the given number of optimizer steps."""
     calls = {"n": 0}
     original = scheme.after_step
 
@@ -54,10 +54,28 @@ def signal_at_step(monkeypatch: pytest.MonkeyPatch, step: int, signum: int, sche
         original(self, ascent)
         calls["n"] += 1
         if calls["n"] == step:
-            for _ in range(times):
-                os.kill(os.getpid(), signum)
+            action()
 
     monkeypatch.setattr(scheme, "after_step", after_step)
+
+
+def signal_at_step(monkeypatch: pytest.MonkeyPatch, step: int, signum: int, scheme: type = Uniform, times: int = 1) -> None:
+    """Deliver a real signal (`times` times in a row) to this process after the given number of optimizer steps."""
+
+    def deliver() -> None:
+        for _ in range(times):
+            os.kill(os.getpid(), signum)
+
+    at_step(monkeypatch, step, deliver, scheme)
+
+
+def assert_trained_with_tracking_pending(code: int, stderr: str, out: Path) -> None:
+    """Exit 3 and one line naming the run directory, every file there, and the calls the store did not take."""
+    lines = [line for line in stderr.splitlines() if line.startswith("pinnrun:")]
+    assert code == 3 and "Traceback" not in stderr, stderr
+    assert len(lines) == 1 and lines[0].startswith("pinnrun: failed: the tracking store ") and f"files are in {out};" in lines[0]
+    assert {"config.yaml", "prediction.npz", "checkpoint.pt", "plots", PENDING_FILE} <= {p.name for p in out.iterdir()}
+    assert load_checkpoint(out / "checkpoint.pt")["progress"]["step"] == 50
 
 
 def test_nan_fails_the_run_and_keeps_the_last_good_checkpoint(make_cfg, tmp_path: Path, monkeypatch) -> None:
@@ -212,6 +230,25 @@ def test_a_flaky_store_costs_one_try_per_backoff_not_one_per_log_step() -> None:
     assert RETRY_FIRST_S == 2.0 and RETRY_CAP_S == 60.0
 
 
+def test_a_call_the_store_refuses_for_good_is_dropped_not_blocking_the_rest() -> None:
+    """A malformed call (MLflow's INVALID_PARAMETER_VALUE) would fail on every retry: it is dropped
+    with a warning, and the calls behind it still arrive."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    class Refusing(FlakyClient):
+        def log_batch(self, run_id, metrics=(), params=(), tags=(), **kwargs):
+            if tags:
+                raise MlflowException("tag value too long", error_code=INVALID_PARAMETER_VALUE)
+            super().log_batch(run_id, metrics, params, tags)
+
+    client = Refusing(failures=0)
+    tracker = MlflowTracker(client, "run", clock=Clock())
+    tracker.set_tags({"note": "x" * 10_000})
+    tracker.log_metrics({"a": 1.0}, step=1)
+    assert client.calls == [("batch", [("a", 1)], {}, {})] and not tracker.pending and tracker.delay == 0
+
+
 def test_what_never_arrives_is_written_for_pinnrun_sync(tmp_path: Path) -> None:
     """The store is away at the end: calls and status go to tracking_pending.json, and the line says where."""
     client = FlakyClient(failures=100)
@@ -290,21 +327,10 @@ def test_a_store_gone_before_a_phase_ends_loses_nothing(tmp_path: Path, monkeypa
 
     for name in ("log_batch", "log_artifact", "log_artifacts", "set_terminated"):
         monkeypatch.setattr(MlflowClient, name, refuse(getattr(MlflowClient, name)))
-    calls = {"n": 0}
-    original = Uniform.after_step
-
-    def after_step(self, ascent: bool) -> None:
-        original(self, ascent)
-        calls["n"] += 1
-        away["on"] = away["on"] or calls["n"] == 15
-
-    monkeypatch.setattr(Uniform, "after_step", after_step)
+    at_step(monkeypatch, 15, lambda: away.update(on=True))
     out = tmp_path / "out"
     code, stderr = run_main([*BUDGET, f"output.dir={out}"], tmp_path, monkeypatch, capsys)
-    lines = [line for line in stderr.splitlines() if line.startswith("pinnrun:")]
-    assert code == 3 and "Traceback" not in stderr, stderr
-    assert len(lines) == 1 and lines[0].startswith("pinnrun: failed: the tracking store ") and f"files are in {out};" in lines[0]
-    assert {"config.yaml", "prediction.npz", "checkpoint.pt", "plots", PENDING_FILE} <= {p.name for p in out.iterdir()}
+    assert_trained_with_tracking_pending(code, stderr, out)
     client, record = the_run(tmp_path)
     assert record.info.status == "RUNNING" and "stop_reason/adam" not in record.data.tags
 
@@ -326,22 +352,9 @@ def test_a_server_gone_before_a_phase_ends_loses_nothing(tmp_path: Path, mlflow_
     to the end, writes every file, exits 3 with one line naming its directory; with the server
     back, pinnrun-sync pushes the rest and the run is FINISHED with all its metrics and files."""
     out = tmp_path / "out"
-    calls = {"n": 0}
-    original = Uniform.after_step
-
-    def after_step(self, ascent: bool) -> None:
-        original(self, ascent)
-        calls["n"] += 1
-        if calls["n"] == 15:
-            mlflow_server.kill()
-
-    monkeypatch.setattr(Uniform, "after_step", after_step)
+    at_step(monkeypatch, 15, mlflow_server.kill)
     code, stderr = run_main([*BUDGET, f"tracking.uri={mlflow_server.uri}", f"output.dir={out}"], tmp_path, monkeypatch, capsys)
-    lines = [line for line in stderr.splitlines() if line.startswith("pinnrun:")]
-    assert code == 3 and "Traceback" not in stderr, stderr
-    assert len(lines) == 1 and lines[0].startswith("pinnrun: failed: the tracking store ") and f"files are in {out};" in lines[0]
-    assert {"config.yaml", "prediction.npz", "checkpoint.pt", "plots", PENDING_FILE} <= {p.name for p in out.iterdir()}
-    assert load_checkpoint(out / "checkpoint.pt")["progress"]["step"] == 50
+    assert_trained_with_tracking_pending(code, stderr, out)
 
     mlflow_server.start()
     assert sync.main([str(out)]) == 0
