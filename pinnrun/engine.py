@@ -27,6 +27,7 @@ from pinnrun.checkpoint import (CHECKPOINT, Progress, check_same_run, checkpoint
                                 save_checkpoint)
 from pinnrun.config import GROUPS, ConfigError, Option, parse_option, unwritable, validate_top_level
 from pinnrun.derivatives import ENGINES, FieldsFunction, autograd_fields
+from pinnrun.memory import available_bytes, check_fits, run_needs
 from pinnrun.models.base import PINNModel
 from pinnrun.optim.base import Phase
 from pinnrun.problems.base import Evaluation, Problem
@@ -85,11 +86,13 @@ def build(cfg: DictConfig, options: Mapping[str, Option]) -> Parts:
     problem = options["problem"].build()
     model = options["model"].build(problem).to(device=device, dtype=dtype)
     problem = problem.without_terms(model.ansatz.satisfies if model.ansatz else ())
-    sampler = options["sampler"].build(problem, torch.Generator().manual_seed(cfg.seed))
-    weighting = options["weighting"].build(problem, model)
     phases = options["optimizer"].build().phases()
     for phase in phases:
         phase.check(list(model.parameters()))
+    counts = {**problem.counts(), **options["sampler"].cfg.n}
+    check_fits(run_needs(problem, model, counts, phases, dtype, EVAL_BATCH), available_bytes(device), device)
+    sampler = options["sampler"].build(problem, torch.Generator().manual_seed(cfg.seed))
+    weighting = options["weighting"].build(problem, model)
     return Parts(problem, model, sampler, weighting, phases, problem.evaluation(), device, dtype)
 
 

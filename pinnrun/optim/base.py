@@ -82,6 +82,10 @@ class Phase(ABC):
     def check(self, params: Sequence[Tensor]) -> None:
         """Refuse (ConfigError), before any run is created, parameters this phase cannot work on."""
 
+    def state_bytes(self, n_params: int, dtype: torch.dtype) -> int:
+        """Bytes of optimizer state this phase will hold for an n-parameter model (pinnrun.memory)."""
+        return 0
+
     def finished(self) -> bool:
         return self.stop_reason is not None or self.done >= self.steps
 
