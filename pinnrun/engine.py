@@ -181,7 +181,8 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
 class Cadence:
     """The loop's bookkeeping between steps, so that `train` reads as phases and steps: iteration
     rows held for the next log step, the log / eval / checkpoint cadences (kept in the Progress
-    that checkpoints carry), the weight artifacts, the progress bar and the interrupt checkpoint.
+    that checkpoints carry), the heartbeat, the weight artifacts, the progress bar and the
+    interrupt checkpoint.
     Host syncs happen only here, at log steps."""
 
     def __init__(self, parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progress: Progress):

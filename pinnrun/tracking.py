@@ -429,7 +429,7 @@ def end_run(tracker: MlflowTracker, status: str, out_dir: Optional[Path]) -> Opt
         tracker.send({"kind": "tags", "tags": {"tracking_pending": str(len(tracker.pending) + 1)}})
     where = "nowhere (no output directory)"
     if out_dir is not None:
-        record = {"uri": tracker.uri, "run_id": tracker.run_id, "status": status, "calls": tracker.pending}
+        record = {"uri": absolute_sqlite_uri(tracker.uri), "run_id": tracker.run_id, "status": status, "calls": tracker.pending}
         write_atomically(out_dir / PENDING_FILE, json.dumps(record))
         where = str(out_dir / PENDING_FILE)
     message = (f"the tracking store {tracker.uri} did not take {len(tracker.pending)} call(s) and the run's {status} status "
