@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 CHECKPOINT = "checkpoint.pt"
+PAYLOAD_KEYS = ("problem", "model", "phases", "weighting", "sampler", "rng", "progress", "config")
+# What a resumed run must share with its checkpoint: the problem, network, points and scheme being
+# trained, its seed and precision, and the optimizer's phases. The budget (optimizer.*.steps), the
+# other optimizer settings, the cadences (train.*), outputs, tracking, device and threads may change.
+RUN_DEFINING = ("problem", "model", "sampler", "weighting", "seed", "dtype", "optimizer._target_")
 
 
 @dataclass
@@ -62,10 +67,33 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises pickle, zip and runtime errors for damaged files
         raise ConfigError(f"resume={str(path)!r}: unreadable checkpoint ({type(exc).__name__})") from None
-    version = state.get("schema_version") if isinstance(state, dict) else None
-    if version != SCHEMA_VERSION:
-        raise ConfigError(f"resume={str(path)!r}: checkpoint schema version {version!r}, expected {SCHEMA_VERSION}")
+    if not isinstance(state, dict) or "schema_version" not in state:
+        raise ConfigError(f"resume={str(path)!r}: not a pinnrun checkpoint (a torch file without pinnrun's schema_version)")
+    if state["schema_version"] != SCHEMA_VERSION:
+        raise ConfigError(f"resume={str(path)!r}: checkpoint schema version {state['schema_version']!r}, expected {SCHEMA_VERSION}")
+    missing = [key for key in PAYLOAD_KEYS if key not in state]
+    if missing:
+        raise ConfigError(f"resume={str(path)!r}: not a pinnrun checkpoint (missing {', '.join(missing)})")
     return state
+
+
+def check_same_run(state: dict[str, Any], cfg: DictConfig) -> None:
+    """Refuse to continue a checkpoint under a config that changes what is trained (RUN_DEFINING):
+    its state would be loaded into another problem, network, point set or scheme (a KeyError or,
+    worse, a run that silently means something else). Lists every differing key."""
+    from pinnrun.tracking import flatten
+
+    saved = OmegaConf.create(state["config"])
+    differing = []
+    for key in RUN_DEFINING:
+        before, after = OmegaConf.select(saved, key), OmegaConf.select(cfg, key)
+        before, after = (flatten({key: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v})
+                         for v in (before, after))
+        differing += [f"{name} ({before.get(name)!r} -> {after.get(name)!r})" for name in sorted(before.keys() | after.keys())
+                      if before.get(name) != after.get(name)]
+    if differing:
+        raise ConfigError(f"resume: this config changes what the checkpoint trained: {'; '.join(differing)} "
+                          "(only the budget, optimizer settings, train.*, output.*, tracking.*, device and threads may change)")
 
 
 def checkpoint_payload(parts: Parts, cfg: DictConfig, progress: Progress) -> dict[str, Any]:

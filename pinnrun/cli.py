@@ -1,7 +1,9 @@
 """The `pinnrun` command: Hydra composes the config, `run` does the work.
 
-Configuration errors print one line (`pinnrun: error: ...`) and exit with status 2; set
-`PINNRUN_DEBUG=1` (or `hydra.verbose=true`) for the full traceback.
+Configuration errors print one line (`pinnrun: error: ...`) and exit with status 2; a run that
+trained but could not record everything in its tracking store exits 3 with one line naming its
+output directory (`pinnrun-sync <dir>` pushes the rest later). Set `PINNRUN_DEBUG=1` (or
+`hydra.verbose=true`) for the full traceback.
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from pinnrun.config import ConfigError, register_schemas
+from pinnrun.config import ConfigError, nearest_existing, register_schemas, unwritable
 
 
 def config_dir() -> str:
@@ -35,19 +37,47 @@ def config_dir() -> str:
     return str(shipped if shipped.is_dir() else package.parent / "conf")
 
 
+FRESH: dict[str, str] = {}  # base -> the directory fresh_directory created for it in this process
+
+
+def fresh_directory(base: str) -> str:
+    """`base`, else `base-2`, `base-3`, ...: the first that did not exist, created here. mkdir is
+    atomic, so two runs (or sweeps) started in the same second never share an output directory.
+    The same base gives the same answer within one process, however often Hydra resolves it."""
+    key = os.path.abspath(base)
+    if key not in FRESH:
+        Path(base).parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", *(f"-{n}" for n in range(2, 10_000))):
+            try:
+                Path(base + suffix).mkdir()
+            except FileExistsError:
+                continue
+            FRESH[key] = base + suffix
+            break
+    return FRESH[key]
+
+
 register_schemas()
+OmegaConf.register_new_resolver("pinnrun.fresh_dir", fresh_directory, replace=True)
 # conf/hydra/launcher/*.yaml set pinnrun's defaults for the launcher plugins' schemas of the same
 # name; Hydra 1.3 merges them as intended but warns that the matching is deprecated.
 warnings.filterwarnings("ignore", message=r"\n'hydra/launcher/\w+' is validated against ConfigStore schema", category=UserWarning)
 
 
 def exit_status(exc: BaseException) -> tuple[str, int]:
-    """The label and exit code of an error pinnrun reports in one line, without a traceback."""
+    """The label and exit code of an error pinnrun reports in one line, without a traceback:
+    2 a config error, 130 interrupted, 3 trained but the tracking store did not take everything,
+    1 any other failure of the run."""
+    from pinnrun.tracking import TrackingIncomplete
+
     if isinstance(exc, ConfigError):
         return "error", 2
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", 130
-    return "failed", 1
+    return "failed", 3 if isinstance(exc, TrackingIncomplete) else 1
+
+
+JOB_STATUS = {"error": "REJECTED", "failed": "FAILED", "interrupted": "KILLED"}  # exit_status label -> a sweep job's outcome
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
@@ -59,21 +89,27 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
     runs it again, and a sweep on this machine stops with it."""
     from pinnrun.engine import NonFiniteLossError, run
     from pinnrun.runtime import RunInterrupted, pass_on
+    from pinnrun.sweep import FINISHED, record_job_outcome
+    from pinnrun.tracking import TrackingIncomplete
 
     try:
-        return run(cfg)["final/l2_rel"]
-    except (ConfigError, NonFiniteLossError, RunInterrupted) as exc:
+        final = run(cfg)["final/l2_rel"]
+    except (ConfigError, NonFiniteLossError, TrackingIncomplete, KeyboardInterrupt) as exc:
         if os.environ.get("PINNRUN_DEBUG"):
             raise
         label, code = exit_status(exc)
-        print(f"pinnrun: {label}: {exc}", file=sys.stderr)
+        message = str(exc) or "stopped at once by a second signal (the last checkpoint is the last periodic one)"
+        print(f"pinnrun: {label}: {message}", file=sys.stderr)
         if isinstance(exc, ConfigError):
             remove_unused_output_dir()
+        record_job_outcome(JOB_STATUS[label], f"{label}: {message}")
         if isinstance(exc, RunInterrupted):
             pass_on(exc.signum)  # a launcher's handler may exit here: submitit's requeues the job
-        if HydraConfig.get().mode == RunMode.MULTIRUN and not isinstance(exc, RunInterrupted):
-            return math.nan  # the sweep carries on; the run itself is marked FAILED
-        sys.exit(code)  # a stopped job leaves no result: a scheduler that requeues it runs it again
+        if HydraConfig.get().mode == RunMode.MULTIRUN and not isinstance(exc, KeyboardInterrupt):
+            return math.nan  # the sweep carries on (and counts this job); the run itself is marked FAILED
+        sys.exit(code)  # a stopped job leaves no result: a scheduler that requeues it runs it again, a sweep here stops
+    record_job_outcome(FINISHED)
+    return final
 
 
 def remove_unused_output_dir() -> None:
@@ -110,6 +146,9 @@ def precheck(args: list[str]) -> Optional[str]:
     overrides = [arg for arg in args if arg not in SWEEP_FLAGS]
     if any(arg.startswith("-") for arg in overrides):
         return None
+    unusable = unwritable_run_dir(overrides, "hydra.sweep.dir" if multirun else "hydra.run.dir")
+    if unusable:
+        return unusable
     if multirun:
         from pinnrun.engine import check_values  # imports torch, which a sweep's jobs import anyway
     try:
@@ -123,6 +162,20 @@ def precheck(args: list[str]) -> Optional[str]:
     except ConfigError as exc:
         return str(exc)
     return None
+
+
+def unwritable_run_dir(overrides: Sequence[str], key: str) -> Optional[str]:
+    """One line when the job's directory cannot be created: the `key=<dir>` of the command line,
+    else the default under the working directory (a read-only one). Hydra creates it before the
+    job starts, and would fail with a traceback."""
+    value = next((arg.split("=", 1)[1] for arg in overrides if arg.startswith(f"{key}=")), None)
+    start = nearest_existing(Path((value or "").split("${", 1)[0] or "."))
+    reason = "not a directory" if not start.is_dir() else unwritable(start)
+    if not reason:
+        return None
+    if value is None:
+        return f"working directory {start}: not writable ({reason}), and Hydra's outputs go there; run from a writable directory or set {key}"
+    return f"{key}={value!r}: cannot create it ({reason} at {start})"
 
 
 def sweep_variants(overrides: Sequence[str]) -> Iterator[list[str]]:

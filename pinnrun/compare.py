@@ -18,6 +18,7 @@ import contextlib
 import math
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, NoReturn, Optional, Sequence
 
@@ -140,9 +141,21 @@ def run_notes(runs: pd.DataFrame, metric: str = METRIC) -> list[str]:
             notes.append(f"{label}: {run['status']}, not averaged" + (f": {error}" if isinstance(error, str) else ""))
         elif state == "missing":
             notes.append(f"{label}: FINISHED without metric {metric}, not averaged")
+        elif run["status"] == "RUNNING" and stale_for(run) is not None:
+            notes.append(f"{label}: RUNNING but no heartbeat for {stale_for(run):.0f} s (killed?), not averaged; "
+                         "end it as KILLED with pinnrun-sync --mark-stale")
         else:
             notes.append(f"{label}: {run['status']}, not averaged")
     return notes
+
+
+def stale_for(run: pd.Series) -> Optional[float]:
+    """Seconds since a RUNNING run's last heartbeat when that is over tracking.STALE_AFTER_S, else None."""
+    from pinnrun import tracking
+
+    tags = {tracking.HEARTBEAT_TAG: run.get(f"tags.{tracking.HEARTBEAT_TAG}")}
+    age = tracking.heartbeat_age(tags, run.get("start_time"), time.time())
+    return age if age >= tracking.STALE_AFTER_S else None
 
 
 def group_labels(runs: pd.DataFrame, group_by: Sequence[str]) -> pd.Series:

@@ -5,15 +5,20 @@ config stored in Hydra's ConfigStore, so a typo or a wrong type there fails at c
 Each group option (`problem`, `model`, `sampler`, `weighting`, `optimizer`) names its class with
 `_target_`; the class carries a nested `Config` dataclass, and `build` merges the YAML node into
 that dataclass, so unknown keys and wrong types of an option are rejected before any work starts.
-Value checks (positive counts, lr > 0, ...) live in each `Config.__post_init__`.
+Value checks (positive counts, lr > 0, ...) live in each `Config.__post_init__`; one check over
+the whole config (`check_numbers`) refuses NaN, infinities and numbers out of range for every key
+at once, so no option's own check has to remember them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Optional, TypeVar
 
 from hydra.core.config_store import ConfigStore
@@ -23,6 +28,8 @@ from omegaconf.errors import OmegaConfBaseException
 GROUPS = ("problem", "model", "sampler", "weighting", "optimizer")
 DTYPES = ("float32", "float64")
 DERIVATIVE_ENGINES = ("autograd", "jet")
+FLOAT_MAX = {"float32": 3.4028234663852886e38, "float64": 1.7976931348623157e308}  # torch.finfo(dtype).max
+INT64_RANGE = (-(2**63), 2**63 - 1)
 
 T = TypeVar("T")
 
@@ -40,6 +47,7 @@ class TrackingConfig:
     experiment: Optional[str] = None  # None: the problem's name
     run_name: Optional[str] = None  # None: <problem>-<weighting>-s<seed>
     timeout_s: float = 10.0  # how long to wait for a tracking server before failing
+    new_run: bool = False  # with resume=: record the continued training in a new MLflow run, not the checkpoint's
 
 
 @dataclass
@@ -49,7 +57,7 @@ class TrainConfig:
     log_every: int = 100
     eval_every: int = 500
     progress: bool = True  # a progress bar on a terminal; always quiet when not a TTY
-    checkpoint_every: int = 0  # steps between periodic checkpoints; 0 writes one at the end only
+    checkpoint_every: int = 1000  # steps between periodic checkpoints (a killed run resumes from the last); 0: at the end only
 
     def validate(self, prefix: str) -> None:
         require_positive(f"{prefix}.log_every", self.log_every)
@@ -110,10 +118,47 @@ def register_schemas() -> None:
     ConfigStore.instance().store(name="base_config", node=Config)
 
 
+def unwritable(directory: Path) -> Optional[str]:
+    """Why a file cannot be created in an existing `directory` (the OS's words), None when it can.
+    A real probe file, not `os.access`, which says yes to root on a read-only mount."""
+    try:
+        probe = directory / f".pinnrun-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
+
+
+def nearest_existing(path: Path) -> Path:
+    """`path` or its closest ancestor that exists: where creating `path` would start."""
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def require_positive(key: str, value: float) -> None:
     """Reject a count, cadence or rate that is not > 0."""
     if value <= 0:
         raise ConfigError(f"{key}={value!r}: must be > 0")
+
+
+def check_numbers(tree: Any, dtype: str, prefix: str = "") -> None:
+    """Refuse, anywhere in a config tree, a float that is NaN or infinite or beyond the run dtype's
+    range, and an integer that does not fit int64: `lr=nan` or `problem.nu=inf` would otherwise
+    reach torch and fail as a non-finite loss after the run started."""
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) else ()
+    for key, value in items:
+        name = f"{prefix}{key}" if isinstance(tree, dict) else f"{prefix.rstrip('.')}[{key}]"
+        if isinstance(value, (dict, list)):
+            check_numbers(value, dtype, f"{name}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{name}={value!r}: must be a finite number")
+        elif isinstance(value, float) and abs(value) > FLOAT_MAX.get(dtype, FLOAT_MAX["float64"]):
+            raise ConfigError(f"{name}={value!r}: beyond the range of {dtype} (largest {FLOAT_MAX[dtype]:.3g})")
+        elif isinstance(value, int) and not isinstance(value, bool) and not INT64_RANGE[0] <= value <= INT64_RANGE[1]:
+            raise ConfigError(f"{name}={value!r}: does not fit a 64-bit integer")
 
 
 def require_choice(key: str, value: str, allowed: Iterable[str]) -> None:
@@ -191,8 +236,9 @@ def parse_option(group: str, node: Any) -> Option:
 
 
 def validate_top_level(cfg: DictConfig) -> None:
-    """Check the top-level values that the schema's types cannot express."""
+    """Check the top-level values that the schema's types cannot express, and every number."""
     require_choice("dtype", cfg.dtype, DTYPES)
+    check_numbers(OmegaConf.to_container(cfg, resolve=False), cfg.dtype)
     require_positive("tracking.timeout_s", cfg.tracking.timeout_s)
     if cfg.threads < 0:
         raise ConfigError(f"threads={cfg.threads!r}: must be >= 0 (0 keeps torch's default)")

@@ -24,9 +24,11 @@ from torch import Tensor
 
 import pinnrun
 from pinnrun import plots, report
-from pinnrun.checkpoint import CHECKPOINT, Progress, checkpoint_payload, find_checkpoint, restore, save_checkpoint
-from pinnrun.config import GROUPS, ConfigError, Option, parse_option, validate_top_level
+from pinnrun.checkpoint import (CHECKPOINT, Progress, check_same_run, checkpoint_payload, find_checkpoint, restore,
+                                save_checkpoint)
+from pinnrun.config import GROUPS, ConfigError, Option, parse_option, unwritable, validate_top_level
 from pinnrun.derivatives import ENGINES, FieldsFunction, autograd_fields
+from pinnrun.memory import available_bytes, check_fits, run_needs
 from pinnrun.models.base import PINNModel
 from pinnrun.optim.base import Phase
 from pinnrun.problems.base import Evaluation, Problem
@@ -34,7 +36,7 @@ from pinnrun.runtime import (DTYPES, JOB_CLOCK, RunInterrupted, StopOnSignal, ch
                              seed_everything, set_threads, use_deterministic)
 from pinnrun.samplers.base import Points, Sampler
 from pinnrun.sweep import sweep_tags
-from pinnrun.tracking import Tracker, flatten, open_run, run_location
+from pinnrun.tracking import Tracker, flatten, heartbeat_tags, open_run, run_location
 from pinnrun.weighting.base import ResidualFunction, Weighting
 from pinnrun.weighting.record import WeightRecorder
 
@@ -85,11 +87,13 @@ def build(cfg: DictConfig, options: Mapping[str, Option]) -> Parts:
     problem = options["problem"].build()
     model = options["model"].build(problem).to(device=device, dtype=dtype)
     problem = problem.without_terms(model.ansatz.satisfies if model.ansatz else ())
-    sampler = options["sampler"].build(problem, torch.Generator().manual_seed(cfg.seed))
-    weighting = options["weighting"].build(problem, model)
     phases = options["optimizer"].build().phases()
     for phase in phases:
         phase.check(list(model.parameters()))
+    counts = {**problem.counts(), **options["sampler"].cfg.n}
+    check_fits(run_needs(problem, model, counts, phases, dtype, EVAL_BATCH), available_bytes(device), device)
+    sampler = options["sampler"].build(problem, torch.Generator().manual_seed(cfg.seed))
+    weighting = options["weighting"].build(problem, model)
     return Parts(problem, model, sampler, weighting, phases, problem.evaluation(), device, dtype)
 
 
@@ -100,8 +104,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
     options = validate(cfg)
     out_dir = writable_directory(Path(cfg.output.dir))
     resume = find_checkpoint(cfg.resume, cfg.tracking, out_dir) if cfg.resume else None
+    if resume:
+        check_same_run(resume, cfg)
     parts = build(cfg, options)
     progress = restore(parts, resume) if resume else Progress()
+    if cfg.tracking.new_run:
+        progress.run_id = None
     names = option_names(cfg)
     run_name = cfg.tracking.run_name or f"{names['problem']}-{names['weighting']}-s{cfg.seed}"
     tags = {**names, "seed": str(cfg.seed), "device": str(parts.device), "dtype": cfg.dtype,
@@ -109,7 +117,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
             "dropped_terms": ",".join(parts.model.ansatz.satisfies) if parts.model.ansatz else ""}
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
     experiment = cfg.tracking.experiment or names["problem"]
-    with StopOnSignal() as stop, open_run(cfg.tracking, experiment, run_name, tags, params, progress.run_id) as tracker:
+    with StopOnSignal() as stop, open_run(cfg.tracking, experiment, run_name, tags, params, progress.run_id,
+                                               out_dir) as tracker:
         progress.run_id = tracker.run_id
         final = train(parts, cfg, tracker, out_dir, progress, stop)
     location = run_location(cfg.tracking.uri, tracker.run_id) if tracker.run_id else None
@@ -173,7 +182,8 @@ def train(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progre
 class Cadence:
     """The loop's bookkeeping between steps, so that `train` reads as phases and steps: iteration
     rows held for the next log step, the log / eval / checkpoint cadences (kept in the Progress
-    that checkpoints carry), the weight artifacts, the progress bar and the interrupt checkpoint.
+    that checkpoints carry), the heartbeat, the weight artifacts, the progress bar and the
+    interrupt checkpoint.
     Host syncs happen only here, at log steps."""
 
     def __init__(self, parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progress: Progress):
@@ -230,6 +240,7 @@ class Cadence:
             p.next_eval = p.step + cfg.train.eval_every
             self.bar.set_postfix(loss=f"{metrics['loss/total']:.3e}", l2=f"{metrics['l2_rel']:.2e}")
         self.tracker.log_metrics(metrics, p.step)
+        self.tracker.set_tags(heartbeat_tags())
         self.recorder.at_log_step(p.step, parts.weighting, points)
         p.history.append((p.step, metrics))
         self.logged_at, self.logged_step, p.next_log = now, p.step, p.step + cfg.train.log_every
@@ -342,7 +353,10 @@ def check_finite(metrics: Mapping[str, float], step: int, tracker: Tracker) -> N
 
 
 def write_outputs(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path, progress: Progress, u_pred: np.ndarray) -> None:
-    """Config, prediction, plots and checkpoint into the output directory, then to the tracker."""
+    """Config, prediction, checkpoint and plots into the output directory, then to the tracker.
+
+    Every file is on disk before the first upload, and the checkpoint before the plots, so neither
+    the store nor a plotting or disk fault can cost the trained model."""
     evaluation, problem = parts.evaluation, parts.problem
     files: list[tuple[Path, str | None]] = []
     config_path = out_dir / "config.yaml"
@@ -353,6 +367,9 @@ def write_outputs(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path
         np.savez_compressed(path, inputs=evaluation.inputs, input_names=np.array(problem.input_names),
                             u_pred=u_pred, u_ref=evaluation.u_ref, shape=np.array(evaluation.shape))
         files.append((path, None))
+    if cfg.output.checkpoint:
+        save_checkpoint(out_dir / CHECKPOINT, checkpoint_payload(parts, cfg, progress))
+        files.append((out_dir / CHECKPOINT, None))
     if cfg.output.plots:
         plot_dir = out_dir / "plots"
         plot_dir.mkdir(exist_ok=True)
@@ -366,8 +383,6 @@ def write_outputs(parts: Parts, cfg: DictConfig, tracker: Tracker, out_dir: Path
         files.append((plot_dir, "plots"))
     for path, artifact_path in files:
         tracker.log_artifact(path, artifact_path)
-    if cfg.output.checkpoint:
-        save_and_log_checkpoint(parts, cfg, tracker, out_dir, progress)
 
 
 def phase_starts(phases: list[Phase]) -> list[tuple[int, str]]:
@@ -390,11 +405,11 @@ def writable_directory(path: Path) -> Path:
     """Create the output directory or fail with a one-line error."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.touch()
-        probe.unlink()
     except OSError as exc:
         raise ConfigError(f"output.dir={str(path)!r}: not writable ({exc.strerror})") from None
+    reason = unwritable(path)
+    if reason:
+        raise ConfigError(f"output.dir={str(path)!r}: not writable ({reason})")
     return path
 
 

@@ -8,6 +8,11 @@ sweep directory) reads that file and tags its run with `sweep_id` and `mlflow.pa
 MLflow convention for nested runs. At the end the callback summarises the sweep's runs (the same
 table `pinnrun-compare` prints, grouped by the swept keys) into the parent run and closes it. A
 sweep that stops on an exception closes its parent as FAILED, with the summary of what did run.
+
+Each job also writes its outcome (finished, or why not) to `<hydra.sweep.dir>/jobs/<num>.json`: a
+job refused by its config has no MLflow run to count, and jobs may run in other processes, so the
+launching process counts these files at the end. A sweep with any job that did not finish ends its
+parent FAILED with a `failed_jobs` tag, says how many on stderr and exits with status 1.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ if TYPE_CHECKING:
     from pinnrun.tracking import SweepRun
 
 SWEEP_FILE = "sweep.json"
+JOBS_DIR = "jobs"  # <sweep dir>/jobs/<job num>.json: each job's outcome
+FINISHED = "FINISHED"
 SWEEP_EXPERIMENT = "pinnrun-sweeps"  # the parent's experiment when the sweep spans problems
 UNGROUPED_KEYS = ("seed",)  # swept keys the summary averages over rather than groups by
 
@@ -79,6 +86,36 @@ def read_sweep_file(sweep_dir: Path) -> dict[str, str]:
     node without the sweep directory: jobs then use the sweep directory as their sweep id)."""
     path = sweep_dir / SWEEP_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def record_job_outcome(status: str, message: str = "") -> None:
+    """In a sweep job: write its outcome (FINISHED, or REJECTED / FAILED / KILLED with the one-line
+    reason) where the launching process counts it. Outside a sweep, nothing."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    hydra_cfg = HydraConfig.get()
+    jobs = Path(str(hydra_cfg.sweep.dir)) / JOBS_DIR
+    jobs.mkdir(parents=True, exist_ok=True)
+    (jobs / f"{hydra_cfg.job.num}.json").write_text(json.dumps({"status": status, "message": message}))
+
+
+def job_outcomes(sweep_dir: Path) -> list[dict[str, str]]:
+    """The outcomes the sweep's jobs recorded, in job order."""
+    files = sorted((sweep_dir / JOBS_DIR).glob("*.json"), key=lambda path: int(path.stem))
+    return [json.loads(path.read_text()) for path in files]
+
+
+def failure_line(sweep_id: str, outcomes: list[dict[str, str]]) -> Optional[str]:
+    """One line saying how many of the sweep's jobs did not finish, by status, with the first
+    reason; None when every job finished."""
+    failed = [outcome for outcome in outcomes if outcome["status"] != FINISHED]
+    if not failed:
+        return None
+    counts: dict[str, int] = {}
+    for outcome in failed:
+        counts[outcome["status"]] = counts.get(outcome["status"], 0) + 1
+    by_status = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))
+    return f"sweep {sweep_id}: {len(failed)} of {len(outcomes)} jobs did not finish ({by_status}); first: {failed[0]['message']}"
 
 
 def new_sweep_id() -> str:
@@ -138,13 +175,20 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         atexit.unregister(self.finish)
+        outcomes = job_outcomes(self.sweep_dir)
+        failure = failure_line(str(self.sweep_id), outcomes)
         if self.parent is None:
             print(f"pinnrun: sweep {self.sweep_id} done (tracking off: no run counts, nothing to compare); "
                   f"outputs in {self.sweep_dir}", file=sys.stderr)
-        self.finish("FINISHED")
+        failed = sum(outcome["status"] != FINISHED for outcome in outcomes)
+        self.finish("FAILED" if failure else FINISHED, {"failed_jobs": str(failed), "jobs": str(len(outcomes))})
+        if failure:
+            print(f"pinnrun: error: {failure}", file=sys.stderr)
+            sys.exit(1)
 
-    def finish(self, status: str) -> None:
-        """Write the summary of the sweep's runs into the parent and end it with `status`."""
+    def finish(self, status: str, tags: Optional[dict[str, str]] = None) -> None:
+        """Write the summary of the sweep's runs into the parent, tag it with `tags` (the job
+        counts) and end it with `status`."""
         if self.parent is None:
             return
         from pinnrun import compare, report, tracking
@@ -152,7 +196,7 @@ class SweepCallback(Callback):
         runs = tracking.search_runs(self.parent.uri, filter_string=f"tags.sweep_id = '{self.sweep_id}'")
         children = runs[runs["run_id"] != self.parent.run_id]
         summary = compare.summarize(children, self.group_by)
-        tracking.end_sweep_run(self.parent, status, compare.sweep_metrics(children),
+        tracking.end_sweep_run(self.parent, status, compare.sweep_metrics(children), tags or {},
                                {"summary.md": compare.render(summary, "markdown"),
                                 "summary.csv": compare.render(summary, "csv")})
         uri, experiment_id, _ = tracking.run_location(self.parent.uri, self.parent.run_id)

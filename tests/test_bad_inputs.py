@@ -3,8 +3,11 @@ no MLflow run. Cases run the real entry point (`pinnrun.cli.main`) in-process fo
 
 from __future__ import annotations
 
+import http.server
+import shutil
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -51,6 +54,28 @@ CATALOGUE = [
     (["tracking.uri=http://127.0.0.1:9", "tracking.timeout_s=2"], "tracking.uri='http://127.0.0.1:9': tracking server unreachable"),
     (["output.dir=/proc/pinnrun-out"], "output.dir='/proc/pinnrun-out': not writable"),
     (["resume=/nonexistent/checkpoint.pt"], "resume='/nonexistent/checkpoint.pt': no such checkpoint file"),
+    (["tracking.uri=sqlite:////nonexistent/dir/mlflow.db"], "tracking.uri='sqlite:////nonexistent/dir/mlflow.db': directory /nonexistent/dir does not exist"),
+    (["tracking.uri=sqlite:///no_such_dir/mlflow.db"], "tracking.uri='sqlite:///no_such_dir/mlflow.db': directory no_such_dir does not exist"),
+    (["tracking.uri=sqlite:////proc/mlflow.db"], "tracking.uri='sqlite:////proc/mlflow.db': directory /proc is not writable"),
+    (["tracking.uri=file:///tmp/mlruns"], "tracking.uri='file:///tmp/mlruns': a file store is not supported; use sqlite:///"),
+    (["tracking.uri=mlruns"], "tracking.uri='mlruns': a file store is not supported"),
+    (["tracking.uri=s3://bucket/runs"], "tracking.uri='s3://bucket/runs': unknown scheme 's3'; use one of sqlite, http, https"),
+    (["hydra.run.dir=/proc/pinnrun/out"], "hydra.run.dir='/proc/pinnrun/out': cannot create it"),
+    (["problem.n.pde=2000000000"], "memory: this run needs about "),
+    (["problem.n.pde=2000000000"], "the biggest part is the collocation points (points x inputs x derivative channels"),
+    (["problem.eval_grid=[1000000000,1000]"], "the biggest part is the evaluation grid (1000000000000 points)"),
+    (["optimizer=bfgs", "optimizer.max_dense_params=100000000", "model.width=3000", "model.depth=3"],
+     "the biggest part is the optimizer state (18018001 parameters)"),
+    (["optimizer=adam", "optimizer.lr=nan"], "optimizer.lr=nan: must be a finite number"),
+    (["optimizer.lbfgs.tolerance_grad=inf"], "optimizer.lbfgs.tolerance_grad=inf: must be a finite number"),
+    (["problem.nu=nan"], "problem.nu=nan: must be a finite number"),
+    (["problem.nu=-inf"], "problem.nu=-inf: must be a finite number"),
+    (["problem.nu=1e400"], "problem.nu=inf: must be a finite number"),
+    (["tracking.timeout_s=inf"], "tracking.timeout_s=inf: must be a finite number"),
+    (["weighting=sapinn", "weighting.eps=nan"], "weighting.eps=nan: must be a finite number"),
+    (["problem.nu=1e39"], "problem.nu=1e+39: beyond the range of float32 (largest 3.4e+38)"),
+    (["seed=99999999999999999999"], "seed=99999999999999999999: does not fit a 64-bit integer"),
+    (["problem.eval_grid=[99999999999999999999,4]"], "problem.eval_grid[0]=99999999999999999999: does not fit a 64-bit integer"),
 ]
 if not torch.cuda.is_available():
     CATALOGUE += [
@@ -96,6 +121,7 @@ SWEEP_CATALOGUE = [
     (["experiment=sapinn_burgers_quick,rad_burgers_quick"], "experiment=sapinn_burgers_quick,rad_burgers_quick: experiment has no default"),
     (["+experiment=sapinn_burgers_quick,nope"], "+experiment=nope: no such option"),
     (["hydra/launcher=joblib", "optimizer=adam", "optimizer.steps=range(0,3)"], "optimizer.steps=0: must be > 0"),
+    (["optimizer=adam", "optimizer.lr=0.001,nan"], "optimizer.lr=nan: must be a finite number"),
 ]
 
 
@@ -127,18 +153,117 @@ def test_corrupt_checkpoint(tmp_path: Path, monkeypatch, capsys) -> None:
     assert_one_line_error(code, stderr, f"resume='{bad}': unreadable checkpoint", tmp_path / "mlflow.db")
 
 
-def test_checkpoint_of_another_schema(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_checkpoint_of_another_schema_version(tmp_path: Path, monkeypatch, capsys) -> None:
     other = tmp_path / "other.pt"
     torch.save({"schema_version": 99}, other)
     code, stderr = run_main([f"resume={other}", *FAST], tmp_path, monkeypatch, capsys)
     assert_one_line_error(code, stderr, "checkpoint schema version 99, expected 1", tmp_path / "mlflow.db")
 
 
-def test_mismatched_checkpoint(tmp_path: Path, monkeypatch, capsys) -> None:
-    """A checkpoint of a narrower network is refused before any run starts."""
-    code, _ = run_main(["optimizer=adam", "optimizer.steps=2", "train.log_every=1", "model.width=5",
-                        "tracking.enabled=false", f"output.dir={tmp_path / 'first'}", *FAST], tmp_path, monkeypatch, capsys)
-    assert code == 0
-    code, stderr = run_main(["optimizer=adam", "optimizer.steps=2", f"resume={tmp_path / 'first'}", *FAST],
+def first_run(tmp_path: Path, monkeypatch, capsys, *args: str, cwd: Path | None = None) -> Path:
+    """A two-step run into tmp_path/first (from `cwd`, default tmp_path) whose checkpoint the test resumes."""
+    out = tmp_path / "first"
+    code, stderr = run_main(["optimizer=adam", "optimizer.steps=2", "train.log_every=1", f"output.dir={out}", *FAST, *args],
+                            cwd or tmp_path, monkeypatch, capsys)
+    assert code == 0, stderr
+    return out
+
+
+@pytest.mark.parametrize(("changed", "expected"), [
+    (["model.width=8"], "model.width (5 -> 8)"),
+    (["weighting=sapinn"], "weighting._target_ ('pinnrun.weighting.uniform.Uniform' -> 'pinnrun.weighting.sapinn.SelfAdaptive')"),
+    (["problem.n.pde=300", "seed=3"], "problem.n.pde ("),
+], ids=["width", "scheme", "points-and-seed"])
+def test_resume_refuses_a_config_that_changes_the_run(changed: list[str], expected: str, tmp_path: Path, monkeypatch,
+                                                      capsys) -> None:
+    """Every differing key is listed, before any run starts; a longer budget is allowed."""
+    first = first_run(tmp_path, monkeypatch, capsys, "model.width=5", "tracking.enabled=false")
+    code, stderr = run_main(["optimizer=adam", "optimizer.steps=2", "model.width=5", f"resume={first}", *FAST, *changed],
                             tmp_path, monkeypatch, capsys)
-    assert_one_line_error(code, stderr, "resume: checkpoint model does not match this model config", tmp_path / "mlflow.db")
+    assert_one_line_error(code, stderr, "resume: this config changes what the checkpoint trained: ", tmp_path / "mlflow.db")
+    assert expected in stderr and ("seed (0 -> 3)" in stderr) == ("seed=3" in changed)
+    code, stderr = run_main(["optimizer=adam", "optimizer.steps=4", "model.width=5", f"resume={first}", "tracking.enabled=false",
+                             f"output.dir={tmp_path / 'longer'}", *FAST], tmp_path, monkeypatch, capsys)
+    assert code == 0, stderr
+
+
+@pytest.mark.parametrize("payload", [{"schema_version": 1, "model": {}}, torch.zeros(3), {"state_dict": {}}],
+                         ids=["partial", "a-tensor", "another-programs-dict"])
+def test_a_torch_file_that_is_not_a_pinnrun_checkpoint(payload, tmp_path: Path, monkeypatch, capsys) -> None:
+    other = tmp_path / "other.pt"
+    torch.save(payload, other)
+    code, stderr = run_main([f"resume={other}", *FAST], tmp_path, monkeypatch, capsys)
+    assert_one_line_error(code, stderr, f"resume='{other}': not a pinnrun checkpoint", tmp_path / "mlflow.db")
+
+
+def test_a_checkpoint_whose_run_is_in_another_store(tmp_path: Path, empty_store: Path, monkeypatch, capsys) -> None:
+    """Recorded in store a, resumed against store b: one line saying so, then tracking.new_run=true continues."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shutil.copyfile(empty_store, tmp_path / "b" / "mlflow.db")
+    first = first_run(tmp_path, monkeypatch, capsys, cwd=tmp_path / "a")
+    code, stderr = run_main(["optimizer=adam", "optimizer.steps=4", f"resume={first}", *FAST], tmp_path / "b", monkeypatch, capsys)
+    assert_one_line_error(code, stderr, "resume: the checkpoint's MLflow run ", tmp_path / "b" / "mlflow.db")
+    assert f"is not in sqlite:///{tmp_path / 'b' / 'mlflow.db'}; set tracking.uri" in stderr and "tracking.new_run=true" in stderr
+    code, stderr = run_main(["optimizer=adam", "optimizer.steps=4", f"resume={first}", "tracking.new_run=true",
+                             f"output.dir={tmp_path / 'continued'}", *FAST], tmp_path / "b", monkeypatch, capsys)
+    assert code == 0, stderr
+    with sqlite3.connect(tmp_path / "b" / "mlflow.db") as connection:
+        assert connection.execute("select status from runs").fetchall() == [("FINISHED",)]
+
+
+def test_a_read_only_working_directory(monkeypatch, capsys) -> None:
+    """Hydra's outputs/ and the default sqlite store live in the working directory: /proc takes neither."""
+    code, stderr = run_main([*FAST], Path("/proc"), monkeypatch, capsys)
+    assert_one_line_error(code, stderr, "working directory /proc: not writable (", Path("/proc/mlflow.db"))
+    assert "run from a writable directory or set hydra.run.dir" in stderr
+
+
+class NotMlflow(http.server.BaseHTTPRequestHandler):
+    """An HTTP server that is not MLflow: 404 for /health (`status=404`) or 200 and a web page for everything."""
+
+    status = 404
+
+    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        self.send_response(self.status)
+        self.end_headers()
+        self.wfile.write(b"<html>a web page</html>")
+
+    do_POST = do_GET
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("status", "expected"), [(404, "not an MLflow tracking server (GET /health: HTTP 404"),
+                                                  (200, "the store failed (")], ids=["no-health", "a-web-page"])
+def test_an_http_server_that_is_not_mlflow(status: int, expected: str, tmp_path: Path, monkeypatch, capsys) -> None:
+    handler = type("Handler", (NotMlflow,), {"status": status})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    try:
+        code, stderr = run_main([f"tracking.uri=http://127.0.0.1:{server.server_address[1]}", *FAST], tmp_path, monkeypatch, capsys)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert_one_line_error(code, stderr, expected, tmp_path / "mlflow.db")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("uri", "expected"), [
+    ("sqlite:///{tmp}/typo/mlflow.db", "directory {tmp}/typo does not exist"),
+    ("sqlite:///{tmp}/mlflow.db", "no store at {tmp}/mlflow.db (pinnrun-compare reads stores, never creates one)"),
+    ("file://{tmp}/mlruns", "a file store is not supported"),
+    ("{tmp}/mlruns", "a file store is not supported"),
+    ("ftp://host/store", "unknown scheme 'ftp'"),
+], ids=["missing-dir", "missing-file", "file-uri", "bare-path", "unknown-scheme"])
+def test_compare_refuses_a_store_it_cannot_read_and_creates_none(uri: str, expected: str, tmp_path: Path, capsys) -> None:
+    from pinnrun import compare
+
+    code = compare.main(["--tracking-uri", uri.format(tmp=tmp_path)])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("pinnrun-compare: error: ")
+    assert expected.format(tmp=tmp_path) in lines[0]
+    assert list(tmp_path.iterdir()) == []

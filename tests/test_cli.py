@@ -32,6 +32,17 @@ def test_short_run_end_to_end(tmp_path: Path) -> None:
     assert np.load(out / "prediction.npz")["u_pred"].shape == (25600,)
 
 
+def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path: Path) -> None:
+    """hydra.run.dir goes through fresh_directory: a second taken by another run gets a `-2` suffix."""
+    from pinnrun.cli import fresh_directory
+
+    base = str(tmp_path / "outputs" / "2026-12-02" / "01-02-03")
+    Path(base).mkdir(parents=True)
+    assert fresh_directory(base) == base + "-2" and Path(base + "-2").is_dir()
+    assert fresh_directory(base) == base + "-2"  # the same answer however often Hydra resolves it
+    assert fresh_directory(base + "/x") == base + "/x"
+
+
 def test_help_lists_groups_and_options(tmp_path: Path) -> None:
     result = run_cli(["--help"], cwd=tmp_path)
     assert result.returncode == 0

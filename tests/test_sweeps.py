@@ -126,6 +126,23 @@ def test_a_signal_stops_a_sequential_sweep_after_the_checkpoint(tmp_path: Path, 
     assert (tmp_path / "sweep" / "0" / "checkpoint.pt").is_file()
 
 
+@pytest.mark.parametrize("resumes", ["null,/nonexistent/checkpoint.pt", "/nonexistent/a.pt,/nonexistent/b.pt"],
+                         ids=["one-of-two-rejected", "all-rejected"])
+def test_a_sweep_with_failed_jobs_exits_non_zero_and_says_how_many(tmp_path: Path, tracking_uri: str, resumes: str) -> None:
+    """Jobs refused by an error only the job can see: the sweep carries on, then exits 1 with one
+    line counting them, and its parent run ends FAILED with the count as a tag."""
+    result = run_cli(["--multirun", f"hydra.sweep.dir={tmp_path / 'sweep'}", f"tracking.uri={tracking_uri}", *TINY,
+                      f"resume={resumes}"], cwd=tmp_path, timeout=600)
+    rejected = resumes.count("nonexistent")
+    info = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert (f"pinnrun: error: sweep {info['sweep_id']}: {rejected} of 2 jobs did not finish ({rejected} rejected); "
+            "first: error: resume='/nonexistent/") in result.stderr
+    parent = tracking.search_runs(tracking_uri).set_index("run_id").loc[info["parent_run_id"]]
+    assert parent["status"] == "FAILED"
+    assert (parent["tags.failed_jobs"], parent["tags.jobs"]) == (str(rejected), "2")
+
+
 @pytest.mark.slow
 def test_a_sweep_stopped_by_an_error_closes_its_parent_as_failed(tmp_path: Path, tracking_uri: str) -> None:
     """An error only the job can see (a missing checkpoint: typos stop a sweep before it starts),

@@ -74,6 +74,10 @@ class AdamPhase(Phase):
         self.cfg = cfg
         self.scheduler: Optional[torch.optim.lr_scheduler.LambdaLR] = None
 
+    def state_bytes(self, n_params: int, dtype: torch.dtype) -> int:
+        """The two moment estimates."""
+        return 2 * n_params * torch.empty((), dtype=dtype).element_size()
+
     def start(self, params: Iterable[Tensor]) -> None:
         self.params = list(params)
         self.optimizer = torch.optim.Adam(self.params, lr=self.cfg.lr, betas=tuple(self.cfg.betas), eps=self.cfg.eps)

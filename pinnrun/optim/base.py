@@ -87,6 +87,10 @@ class Phase(ABC):
         """True before the first step of a phase that starts a round of new points."""
         return self.starts_round and self.done == 0
 
+    def state_bytes(self, n_params: int, dtype: torch.dtype) -> int:
+        """Bytes of optimizer state this phase will hold for an n-parameter model (pinnrun.memory)."""
+        return 0
+
     def finished(self) -> bool:
         return self.stop_reason is not None or self.done >= self.steps
 

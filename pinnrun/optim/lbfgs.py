@@ -94,6 +94,10 @@ class LBFGSPhase(Phase):
         self.best: Optional[ClosureEvaluation] = None
         self.previous_loss: Optional[float] = None
 
+    def state_bytes(self, n_params: int, dtype: torch.dtype) -> int:
+        """history_size pairs (s, y) of flat vectors, plus the best iterate and the working vectors."""
+        return (2 * self.cfg.history_size + 4) * n_params * torch.empty((), dtype=dtype).element_size()
+
     def start(self, params: Iterable[Tensor]) -> None:
         self.params = list(params)
         self.optimizer = torch.optim.LBFGS(

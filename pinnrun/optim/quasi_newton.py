@@ -126,6 +126,10 @@ class QuasiNewtonPhase(Phase):
     def started(self) -> bool:
         return self.params is not None
 
+    def state_bytes(self, n_params: int, dtype: torch.dtype) -> int:
+        """The dense inverse Hessian (and its copy)."""
+        return dense_bytes(n_params, dtype)
+
     def check(self, params: Sequence[Tensor]) -> None:
         n = sum(p.numel() for p in params)
         dtype = params[0].dtype
