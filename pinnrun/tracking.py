@@ -354,8 +354,9 @@ def reopen_run(client: Any, run_id: str, uri: str) -> int:
 
 def heartbeat_tags() -> dict[str, str]:
     """The tag a run sets at every log step: the proof of life `pinnrun-sync --mark-stale` and
-    `pinnrun-compare` look for."""
-    return {HEARTBEAT_TAG: f"{time.time():.0f}"}
+    `pinnrun-compare` look for. Milliseconds, not whole seconds: a time rounded up would lie up to
+    half a second in the future, and a run killed just after it would not read as stale at once."""
+    return {HEARTBEAT_TAG: f"{time.time():.3f}"}
 
 
 def heartbeat_age(tags: Mapping[str, Any], start_time_ms: Optional[float], now: float) -> float:
