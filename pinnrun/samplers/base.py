@@ -109,6 +109,7 @@ class Sampler(ABC):
         self.counts = {**problem.counts(), **cfg.n}
         self.next_id = 0
         self.points: dict[str, Points] = {}
+        self.check_grid_picks()
 
     @abstractmethod
     def unit(self, n: int, dim: int) -> Tensor:
@@ -152,6 +153,12 @@ class Sampler(ABC):
     def pick(self, term: str, n: int, box: Box, free: list[int]) -> Tensor:
         """n distinct nodes of the term's grid (GridPickConfig) on one box, offsets from its lower
         corner along the free coordinates, in random order."""
+        nodes = self.grid_nodes(term, box, free, n)
+        return nodes[torch.randperm(nodes.shape[0], generator=self.generator)[:n]]
+
+    def grid_nodes(self, term: str, box: Box, free: list[int], n: int) -> Tensor:
+        """The nodes of the term's grid on one box (offsets from its lower corner), refusing a grid
+        that does not match the box's free coordinates or has fewer than n nodes."""
         cfg = self.cfg.grid_pick[term]
         if len(cfg.nodes) != len(free):
             raise ConfigError(f"sampler.grid_pick.{term}.nodes={list(cfg.nodes)}: the term's boxes have {len(free)} free coordinate(s)")
@@ -160,7 +167,17 @@ class Sampler(ABC):
         nodes = torch.cartesian_prod(*axes).reshape(-1, len(axes))
         if n > nodes.shape[0]:
             raise ConfigError(f"sampler.grid_pick.{term}: {n} points asked of a grid of {nodes.shape[0]} nodes")
-        return nodes[torch.randperm(nodes.shape[0], generator=self.generator)[:n]]
+        return nodes
+
+    def check_grid_picks(self) -> None:
+        """Refuse, when the sampler is built (before any run exists), a grid that cannot give a
+        term its first points."""
+        for term in self.cfg.grid_pick:
+            boxes = self.problem.terms[term].region
+            for box, count in zip(boxes, split_count(self.counts[term], [box_measure(b) for b in boxes])):
+                free = [i for i, (lo, hi) in enumerate(box) if hi > lo]
+                if free and count:
+                    self.grid_nodes(term, box, free, count)
 
     def label(self, x: Tensor) -> Points:
         """Give coordinates fresh ids, never used before in this run."""

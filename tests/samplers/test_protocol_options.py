@@ -42,10 +42,10 @@ def test_grid_pick_takes_distinct_nodes_of_the_data_grid(make_cfg) -> None:
 
 def test_grid_pick_and_fold_errors_name_the_bad_value(make_cfg) -> None:
     with pytest.raises(ConfigError, match="sampler.grid_pick.ic: 300 points asked of a grid of 256 nodes"):
-        build(make_cfg, "lhs", "+sampler.n.ic=300", "+sampler.grid_pick.ic={nodes: [256]}").initial()
+        build(make_cfg, "lhs", "+sampler.n.ic=300", "+sampler.grid_pick.ic={nodes: [256]}")  # refused when built
     with pytest.raises(ConfigError, match="sampler.grid_pick.source: unknown term; burgers has pde, ic, bc"):
         build(make_cfg, "lhs", "+sampler.grid_pick.source={nodes: [8]}")
     with pytest.raises(ConfigError, match=r"sampler.fold: 'y' is not an input of burgers \(x, t\)"):
         build(make_cfg, "lhs", "sampler.fold=[y]")
     with pytest.raises(ConfigError, match=r"sampler.grid_pick.bc.nodes=\[10, 10\]: the term's boxes have 1 free coordinate"):
-        build(make_cfg, "lhs", "+sampler.grid_pick.bc={nodes: [10, 10]}").initial()
+        build(make_cfg, "lhs", "+sampler.grid_pick.bc={nodes: [10, 10]}")
