@@ -28,6 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 GROUPS = ("problem", "model", "sampler", "weighting", "optimizer")
 DTYPES = ("float32", "float64")
 DERIVATIVE_ENGINES = ("autograd", "jet")
+ALLOCATORS = ("tuned", "system")
 FLOAT_MAX = {"float32": 3.4028234663852886e38, "float64": 1.7976931348623157e308}  # torch.finfo(dtype).max
 INT64_RANGE = (-(2**63), 2**63 - 1)
 
@@ -73,9 +74,11 @@ class EngineConfig:
     derivatives: str = "autograd"  # autograd (nested reverse mode, any order) | jet (forward Taylor jet, order <= 2)
     compile: bool = False  # torch.compile the residuals (needs derivatives=jet: no double backward)
     cuda_graphs: bool = False  # capture the step in a CUDA graph (refused: not available in this version)
+    allocator: str = "tuned"  # tuned: glibc malloc keeps freed memory for reuse (pinnrun.runtime.set_allocator) | system: as is
 
     def validate(self, prefix: str) -> None:
         require_choice(f"{prefix}.derivatives", self.derivatives, DERIVATIVE_ENGINES)
+        require_choice(f"{prefix}.allocator", self.allocator, ALLOCATORS)
         if self.compile and self.derivatives != "jet":
             raise ConfigError(
                 f"{prefix}.compile=true needs {prefix}.derivatives=jet: torch.compile cannot compile the double-backward graph of nested autograd"

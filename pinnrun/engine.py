@@ -32,8 +32,8 @@ from pinnrun.memory import available_bytes, check_fits, run_needs
 from pinnrun.models.base import PINNModel
 from pinnrun.optim.base import Phase
 from pinnrun.problems.base import Evaluation, Problem
-from pinnrun.runtime import (DTYPES, JOB_CLOCK, RunInterrupted, StopOnSignal, check_cuda_graphs, resolve_device,
-                             seed_everything, set_threads, use_deterministic)
+from pinnrun.runtime import (DTYPES, JOB_CLOCK, RunInterrupted, StopOnSignal, check_cuda_graphs, malloc_tuned, resolve_device,
+                             seed_everything, set_allocator, set_threads, use_deterministic)
 from pinnrun.samplers.base import Points, Sampler
 from pinnrun.sweep import sweep_tags
 from pinnrun.tracking import Tracker, flatten, heartbeat_tags, open_run, run_location
@@ -83,6 +83,7 @@ def build(cfg: DictConfig, options: Mapping[str, Option]) -> Parts:
     device, dtype = resolve_device(cfg.device), DTYPES[cfg.dtype]
     use_deterministic(cfg.deterministic)
     set_threads(cfg.threads)
+    set_allocator(cfg.engine.allocator)
     seed_everything(cfg.seed)
     problem = options["problem"].build()
     model = options["model"].build(problem).to(device=device, dtype=dtype)
@@ -113,7 +114,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     names = option_names(cfg)
     run_name = cfg.tracking.run_name or f"{names['problem']}-{names['weighting']}-s{cfg.seed}"
     tags = {**names, "seed": str(cfg.seed), "device": str(parts.device), "dtype": cfg.dtype,
-            "torch_threads": str(torch.get_num_threads()), "pinnrun_version": pinnrun.__version__, **git_commit(), **sweep_tags(),
+            "torch_threads": str(torch.get_num_threads()), "malloc_tuned": str(malloc_tuned()).lower(),
+            "pinnrun_version": pinnrun.__version__, **git_commit(), **sweep_tags(),
             "dropped_terms": ",".join(parts.model.ansatz.satisfies) if parts.model.ansatz else ""}
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
     experiment = cfg.tracking.experiment or names["problem"]

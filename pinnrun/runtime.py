@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import random
 import re
@@ -61,6 +63,45 @@ def set_threads(threads: int) -> None:
     oversubscribe the cores: n workers x 1 thread on n cores rather than n x n."""
     if threads > 0:
         torch.set_num_threads(threads)
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h> mallopt parameters
+TUNED_THRESHOLD = 1 << 30  # bytes: above any temporary of a PINN step at 100k points
+_malloc_tuned = False
+
+
+@functools.cache
+def glibc() -> Optional[ctypes.CDLL]:
+    """The process's C library when it is glibc (the only one whose mallopt takes these
+    parameters), else None (macOS, musl, Windows)."""
+    try:
+        libc = ctypes.CDLL(None)
+    except OSError:
+        return None
+    return libc if hasattr(libc, "gnu_get_libc_version") and hasattr(libc, "mallopt") else None
+
+
+def set_allocator(mode: str) -> None:
+    """`engine.allocator=tuned`: raise glibc's mmap and trim thresholds to 1 GiB for this process,
+    so the step's freed temporaries are reused from the heap instead of unmapped and mapped again
+    as fresh, zero-filled pages at every step. The compiled jet step's (4, 10k, 20) float32
+    temporaries are 3.2 MB each, above glibc's default 128 KiB mmap threshold: measured on Burgers
+    8 x 20 at 10k points, 1,400-3,300 minor page faults per step with `system` against 0-30 with
+    `tuned` (scripts/benchmark.py counts them per contender; docs/benchmark.md). Raising one
+    threshold alone does not help (the trim threshold alone gave 15,500 faults per step: freed
+    chunks at the top of the heap are still returned). The cost: the process keeps its peak heap
+    until it exits, as torch's CUDA caching allocator does on a GPU. `system` leaves malloc alone;
+    a threshold once set stays set for the process, so `system` after `tuned` in one process (a
+    test session) does not undo it. Elsewhere than glibc this does nothing."""
+    global _malloc_tuned
+    libc = glibc()
+    if mode == "tuned" and libc is not None and not _malloc_tuned:
+        _malloc_tuned = bool(libc.mallopt(M_MMAP_THRESHOLD, TUNED_THRESHOLD)) & bool(libc.mallopt(M_TRIM_THRESHOLD, TUNED_THRESHOLD))
+
+
+def malloc_tuned() -> bool:
+    """Whether set_allocator raised glibc's thresholds in this process (the run's `malloc_tuned` tag)."""
+    return _malloc_tuned
 
 
 def process_age() -> Optional[float]:
