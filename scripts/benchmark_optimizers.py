@@ -54,7 +54,8 @@ Curve = list[tuple[float, float]]
 
 def overrides(args: argparse.Namespace, method: str, out: Path, seed: int, weighting: str = "uniform") -> list[str]:
     """The pinnrun run of one contender: Adam, then `method` (lbfgs or a dense quasi-Newton method)."""
-    qn = [f"optimizer.{method}.steps={args.qn}"] + ([] if method == "lbfgs" else [f"optimizer.{method}.loss_transform={args.loss_transform}"])
+    transform = args.lbfgs_loss_transform if method == "lbfgs" else args.loss_transform
+    qn = [f"optimizer.{method}.steps={args.qn}", f"optimizer.{method}.loss_transform={transform}"]
     return [f"optimizer=adam_{method}", f"optimizer.adam.steps={args.adam}", "optimizer.adam.lr=1e-3", *qn,
             "problem=burgers", f"problem.n.pde={args.pde}", f"problem.n.ic={args.ic}", f"problem.n.bc={args.bc}",
             f"model.depth={args.depth}", f"model.width={args.width}", "model.activation=tanh", "model.init=glorot_normal",
@@ -173,6 +174,7 @@ def main() -> None:
     parser.add_argument("--qn", type=int, default=5000, help="iterations of the second-order phase, at most")
     parser.add_argument("--check-every", type=int, default=100)
     parser.add_argument("--loss-transform", default="none", help="of the dense quasi-Newton phases: none | sqrt | log")
+    parser.add_argument("--lbfgs-loss-transform", default="none", help="of pinnrun's L-BFGS phase: none | sqrt | log")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=float, help="equal wall-clock budget in seconds (default: the shortest run)")
     parser.add_argument("--only", nargs="*", help="contenders to run (default: all)")
