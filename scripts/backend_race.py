@@ -34,6 +34,8 @@ WORKER = Path(__file__).with_name("benchmark_worker.py")
 DEFAULT_ENGINE = "pinnrun autograd"
 """pinnrun's default configuration: engine.derivatives=autograd, compile off, allocator tuned."""
 COMPILED = "pinnrun jet+compile"
+TF_FLOOR = "deepxde tensorflow"
+"""The worker that replays the floor's products on TensorFlow's kernels (TF2 has eager TensorFlow)."""
 GIB = str(1 << 30)
 REPLY_TIMEOUT_S = 1800.0
 TARGETS = (("deepxde tensorflow.compat.v1", 1.5), ("deepxde pytorch", 2.0))
@@ -260,6 +262,10 @@ def one_thread_count(chosen: Sequence[Contender], pythons: Mapping[str, Path], t
         if COMPILED in workers and args.floor_repeats:
             record["floor"] = workers[COMPILED].ask("floor", repeats=args.floor_repeats)
             print(f"  floor: {record['floor']['products']} matrix products, {record['floor']['ms']:.2f} ms", flush=True)
+            if TF_FLOOR in workers:
+                record["floor_tensorflow"] = workers[TF_FLOOR].ask("floor", repeats=args.floor_repeats,
+                                                                   products=record["floor"]["factors"])
+                print(f"  the same products on TensorFlow's kernels: {record['floor_tensorflow']['ms']:.2f} ms", flush=True)
     finally:
         for worker in workers.values():
             worker.close()
@@ -315,6 +321,8 @@ def report(result: Mapping[str, Any]) -> str:
             floor = record["floor"]
             lines.append(f"floor: the {floor['products']} matrix products of one {COMPILED} step alone, {floor['ms']:.2f} ms "
                          f"({floor['gflop']:.3f} GFLOP, {floor['gflop_per_s']:.1f} GFLOP/s)")
+        if "floor_tensorflow" in record:
+            lines.append(f"the same products on TensorFlow's kernels (one tf.function): {record['floor_tensorflow']['ms']:.2f} ms")
         for target in record["targets"]:
             value = f"{target['value']:.1%}" if "spread" in target["what"] else f"{target['value']:.2f}x"
             lines.append(f"target: {target['what']} = {value} ({target['target']}): {'met' if target['met'] else 'missed'}")

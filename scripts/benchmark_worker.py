@@ -21,7 +21,8 @@ line, on a copy of the original stdout; the libraries' own prints go to stderr.
     {"cmd": "warmup", "steps": 10}  -> {"seconds": 4.1}                 (compilation included)
     {"cmd": "time", "steps": 50}    -> {"ms_per_step": 41.2, "minor_faults_per_step": 3.1,
                                         "major_faults_per_step": 0.0, "minor_faults": 155, ...}
-    {"cmd": "floor", "repeats": 20} -> the matrix products of one step timed alone (pinnrun only)
+    {"cmd": "floor", "repeats": 20} -> the matrix products of one step timed alone (pinnrun), or
+                                       those of "products" on TensorFlow's kernels (DeepXDE TF2)
     {"cmd": "quit"}
 
 Faults are resource.getrusage(RUSAGE_SELF) ru_minflt / ru_majflt deltas over the sample (all of
@@ -58,8 +59,8 @@ class Contender:
         """`count` Adam steps, synchronised at the end."""
         raise NotImplementedError
 
-    def floor(self, repeats: int) -> dict[str, Any]:
-        raise ValueError(f"{type(self).__name__} has no floor measurement (only the pinnrun worker has)")
+    def floor(self, repeats: int, products: Optional[list] = None) -> dict[str, Any]:
+        raise ValueError(f"{type(self).__name__} has no floor measurement (the pinnrun and DeepXDE tensorflow workers have)")
 
 
 class Pinnrun(Contender):
@@ -118,7 +119,7 @@ class Pinnrun(Contender):
             self.parts.weighting.after_step(ascent=self.phase.adaptive)
             self.step += 1
 
-    def floor(self, repeats: int) -> dict[str, Any]:
+    def floor(self, repeats: int, products: Optional[list] = None) -> dict[str, Any]:
         """The matrix products of one step, timed alone: their shapes are read from a
         torch.profiler trace of one step (aten::mm, addmm, bmm, baddbmm, with record_shapes), then
         each product is replayed on float32 operands of those shapes and strides into preallocated
@@ -129,15 +130,16 @@ class Pinnrun(Contender):
 
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as trace:
             self.steps(1)
-        calls, flops, shapes = [], 0, {}
+        calls, flops, shapes, factors = [], 0, {}, []
         for event in trace.events():
             if event.name not in MATRIX_OPS:
                 continue
             dims = [list(d) for d in event.input_shapes]
             strides = [list(s) if isinstance(s, (list, tuple)) else [] for s in (event.structured_input_strides or [])]
-            call, flop, layout = replay(torch, event.name, dims, strides)
+            call, flop, layout, pair = replay(torch, event.name, dims, strides)
             calls.append(call)
             flops += flop
+            factors.append(pair)
             shapes[f"{event.name} {layout}"] = shapes.get(f"{event.name} {layout}", 0) + 1
         samples = []
         for _ in range(repeats):
@@ -147,16 +149,17 @@ class Pinnrun(Contender):
             samples.append(1e3 * (time.perf_counter() - started))
         ms = statistics.median(samples)
         return {"ms": ms, "samples_ms": samples, "products": len(calls), "gflop": flops / 1e9,
-                "gflop_per_s": flops / 1e6 / ms if ms else None, "shapes": shapes}
+                "gflop_per_s": flops / 1e6 / ms if ms else None, "shapes": shapes, "factors": factors}
 
 
 MATRIX_OPS = {"aten::mm": (0, 1), "aten::bmm": (0, 1), "aten::addmm": (1, 2), "aten::baddbmm": (1, 2)}
 """The profiler's matrix-product ops and which of their recorded inputs are the two factors."""
 
 
-def replay(torch: Any, name: str, dims: list[list[int]], strides: list[list[int]]) -> tuple[Callable[[], Any], int, str]:
+def replay(torch: Any, name: str, dims: list[list[int]], strides: list[list[int]]) -> tuple[Callable[[], Any], int, str, list]:
     """One recorded product as a call on fresh float32 operands of its shapes and strides (a
-    transposed factor stays transposed), into a preallocated output; its flop count and layout."""
+    transposed factor stays transposed), into a preallocated output; its flop count, layout and
+    factors ([shape, transposed] of each, for replaying the same products elsewhere)."""
 
     def operand(i: int) -> Any:
         stride = strides[i] if i < len(strides) and len(strides[i]) == len(dims[i]) else None
@@ -168,12 +171,13 @@ def replay(torch: Any, name: str, dims: list[list[int]], strides: list[list[int]
     out = torch.empty(*a.shape[:-1], b.shape[-1])
     flops = 2 * a.numel() * b.shape[-1]
     layout = " x ".join(f"{tuple(t.shape)}{'' if t.is_contiguous() else 'T'}" for t in (a, b))
+    pair = [[list(t.shape), not t.is_contiguous()] for t in (a, b)]
     if first == 1:
         bias = operand(0)
         op = torch.addmm if name == "aten::addmm" else torch.baddbmm
-        return (lambda: op(bias, a, b, out=out)), flops, layout
+        return (lambda: op(bias, a, b, out=out)), flops, layout, pair
     op = torch.mm if name == "aten::mm" else torch.bmm
-    return (lambda: op(a, b, out=out)), flops, layout
+    return (lambda: op(a, b, out=out)), flops, layout, pair
 
 
 class DeepXDE(Contender):
@@ -204,6 +208,33 @@ class DeepXDE(Contender):
             self.block = jax.block_until_ready
         else:
             self.block = lambda value: value
+
+    def floor(self, repeats: int, products: Optional[list] = None) -> dict[str, Any]:
+        """The products pinnrun's floor measured (`products`: [shape, transposed] of both factors
+        of each), on TensorFlow's kernels: one tf.function holding all of them (transposed factors
+        as transpose_a/transpose_b), its inputs passed in so nothing is folded, every product
+        returned so nothing is pruned. TF2 backend only (the others have no eager TensorFlow)."""
+        if self.backend != "tensorflow" or not products:
+            return super().floor(repeats, products)
+        tf = self.dde.backend.tf
+
+        def stored(shape: list[int], transposed: bool) -> Any:
+            return tf.random.normal(shape[:-2] + shape[-2:][::-1] if transposed else shape)
+
+        operands = [(stored(*a), stored(*b)) for a, b in products]
+        flags = [(a[1], b[1]) for a, b in products]
+
+        @tf.function
+        def all_products(pairs: Any) -> Any:
+            return [tf.linalg.matmul(x, y, transpose_a=ta, transpose_b=tb) for (x, y), (ta, tb) in zip(pairs, flags)]
+
+        all_products(operands)
+        samples = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            all_products(operands)
+            samples.append(1e3 * (time.perf_counter() - started))
+        return {"ms": statistics.median(samples), "samples_ms": samples, "products": len(products)}
 
     def count_params(self) -> int:
         if self.backend == "pytorch":
@@ -332,7 +363,7 @@ def answer(contender: Contender, request: dict[str, Any]) -> Optional[dict[str, 
     if command == "time":
         return timed(contender, int(request["steps"]))
     if command == "floor":
-        return contender.floor(int(request.get("repeats", 20)))
+        return contender.floor(int(request.get("repeats", 20)), request.get("products"))
     raise ValueError(f"cmd={command!r}: not one of warmup, time, floor, quit")
 
 
