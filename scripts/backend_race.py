@@ -259,6 +259,8 @@ def one_thread_count(chosen: Sequence[Contender], pythons: Mapping[str, Path], t
                 record["major_faults_per_step"][name].append(reply["major_faults_per_step"])
             print(f"  repeat {repeat + 1} (load {record['load_average'][-1][0]:.2f}): "
                   + ", ".join(f"{n} {s[-1]:.1f}" for n, s in record["samples_ms"].items() if s), flush=True)
+        record["final_loss"] = {name: worker.ask("loss")["loss"] for name, worker in workers.items()}
+        print("  loss after the race: " + ", ".join(f"{n} {v:.3g}" for n, v in record["final_loss"].items()), flush=True)
         if COMPILED in workers and args.floor_repeats:
             record["floor"] = workers[COMPILED].ask("floor", repeats=args.floor_repeats)
             print(f"  floor: {record['floor']['products']} matrix products, {record['floor']['ms']:.2f} ms", flush=True)

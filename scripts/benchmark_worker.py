@@ -21,6 +21,7 @@ line, on a copy of the original stdout; the libraries' own prints go to stderr.
     {"cmd": "warmup", "steps": 10}  -> {"seconds": 4.1}                 (compilation included)
     {"cmd": "time", "steps": 50}    -> {"ms_per_step": 41.2, "minor_faults_per_step": 3.1,
                                         "major_faults_per_step": 0.0, "minor_faults": 155, ...}
+    {"cmd": "loss"}                 -> {"loss": 0.21}                   (the total loss now)
     {"cmd": "floor", "repeats": 20} -> the matrix products of one step timed alone (pinnrun), or
                                        those of "products" on TensorFlow's kernels (DeepXDE TF2)
     {"cmd": "quit"}
@@ -57,6 +58,10 @@ class Contender:
 
     def steps(self, count: int) -> None:
         """`count` Adam steps, synchronised at the end."""
+        raise NotImplementedError
+
+    def loss(self) -> float:
+        """The total loss at the current parameters (after the race: did every contender train?)."""
         raise NotImplementedError
 
     def floor(self, repeats: int, products: Optional[list] = None) -> dict[str, Any]:
@@ -98,8 +103,11 @@ class Pinnrun(Contender):
                         "points": {name: len(p.x) for name, p in self.points.items()},
                         "initial_loss": self.initial_loss()}
 
+    def loss(self) -> float:
+        return self.initial_loss()
+
     def initial_loss(self) -> float:
-        """Sum of the terms' mean squared residuals at the initial parameters, by plain autograd (so
+        """Sum of the terms' mean squared residuals at the current parameters, by plain autograd (so
         that a compiled step compiles in the warm-up, where it is timed)."""
         from pinnrun.engine import residuals
 
@@ -249,6 +257,10 @@ class DeepXDE(Contender):
             return int(sum(np.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(self.model.params)))
         raise ValueError(f"DDE_BACKEND={self.backend!r}: not one of pytorch, tensorflow.compat.v1, tensorflow, jax")
 
+    def loss(self) -> float:
+        state = self.model.train_state
+        return float(np.sum(self.model._outputs_losses(True, state.X_train, state.y_train, state.train_aux_vars)[1]))
+
     def steps(self, count: int) -> None:
         model, state = self.model, self.model.train_state
         for _ in range(count):  # deepxde/model.py _train_sgd, less its _test at display steps
@@ -308,11 +320,15 @@ class JaxReference(Contender):
             updates, state = optimizer.update(grads, state, p)
             return optax.apply_updates(p, updates), state, value
 
+        self.total_loss = jax.jit(loss)
         self.step = jax.jit(step, donate_argnums=(0, 1))
         self.params = int(sum(np.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(params)))
         self.details = {"points": {"pde": args.pde, "ic": args.ic, "bc": args.bc}, "devices": [str(d) for d in jax.devices()],
                         "initial_loss": float(loss(params, *self.points))}
         self.state = (params, optimizer.init(params))
+
+    def loss(self) -> float:
+        return float(self.total_loss(self.state[0], *self.points))
 
     def steps(self, count: int) -> None:
         params, state = self.state
@@ -362,9 +378,11 @@ def answer(contender: Contender, request: dict[str, Any]) -> Optional[dict[str, 
         return {"seconds": time.perf_counter() - started}
     if command == "time":
         return timed(contender, int(request["steps"]))
+    if command == "loss":
+        return {"loss": contender.loss()}
     if command == "floor":
         return contender.floor(int(request.get("repeats", 20)), request.get("products"))
-    raise ValueError(f"cmd={command!r}: not one of warmup, time, floor, quit")
+    raise ValueError(f"cmd={command!r}: not one of warmup, time, loss, floor, quit")
 
 
 def serve(contender: Contender, requests: TextIO, replies: TextIO) -> None:

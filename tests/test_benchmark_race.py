@@ -36,7 +36,8 @@ def test_a_pinnrun_worker_times_steps_and_counts_faults(tmp_path):
         assert isinstance(reply["minor_faults"], int) and reply["minor_faults"] >= 0
         assert isinstance(reply["major_faults"], int)
         assert reply["minor_faults_per_step"] == reply["minor_faults"] / 2
-        with pytest.raises(race.WorkerFailed, match="not one of warmup, time, floor, quit"):
+        assert worker.ask("loss")["loss"] < worker.ready["details"]["initial_loss"]  # it trains
+        with pytest.raises(race.WorkerFailed, match="not one of warmup, time, loss, floor, quit"):
             worker.ask("sprint")
         assert worker.ask("time", steps=1)["ms_per_step"] > 0  # an error reply leaves the worker serving
     finally:
