@@ -1,16 +1,22 @@
-"""Side-by-side speed benchmark of pinnrun against DeepXDE's PyTorch backend, in one process.
+"""Side-by-side speed benchmark of pinnrun against every backend a user could pick instead.
 
 Same network (8 x 20 tanh, Glorot normal), same Burgers problem and point counts (10k collocation,
 200 boundary, 100 initial), fp32, CPU. Variants are measured in turn within each repeat, so
 machine load hits them alike; the report gives medians over repeats and ratios.
 
-    python scripts/benchmark.py --repeats 3 --steps 50 --json benchmark.json
+    python scripts/benchmark.py --repeats 3 --steps 50 --threads 1 2 --json benchmark.json
 
-Sections: Adam steps/s (pinnrun autograd, jet, jet + torch.compile, DeepXDE), tracking on/off,
-start-up to the first step, peak RSS (Burgers at 10k and 100k points, Helmholtz 4x50 at 100k),
-sapinn and gradnorm-refresh step ratios to uniform, the GP's share of a sapinn_gp run, and (with
---time-to-target) wall-clock to rel-L2 <= 1e-2.
-DeepXDE comes with the `bench` extra: pip install -e '.[bench]'.
+Sections: Adam steps/s (scripts/backend_race.py: pinnrun autograd, jet, jet + torch.compile with
+either allocator, DeepXDE's pytorch, tensorflow.compat.v1, tensorflow and jax backends and a
+plain JAX step, each in a worker process of its own, at each `--threads` count, with page faults
+per step and the matrix-product floor), tracking on/off, start-up to the first step, peak RSS
+(Burgers at 10k and 100k points, Helmholtz 4x50 at 100k), sapinn and gradnorm-refresh step ratios
+to uniform, the GP's share of a sapinn_gp run, and (with --time-to-target) wall-clock to rel-L2 <=
+1e-2. `--adam-only` runs the first section alone.
+DeepXDE and JAX run in their own environments, `--deepxde-venv` and `--jax-venv`, created with
+scripts/peer_venvs.py's package lists when missing (`--skip-deepxde`, `--skip-jax` leave them
+out). The time-to-target section runs DeepXDE's PyTorch backend in this process, from the `bench`
+extra: pip install -e '.[bench]'.
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ import importlib.util
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +47,9 @@ from pinnrun.engine import Parts, build, rel_l2, train, validate  # noqa: E402
 from pinnrun.problems.base import Evaluation  # noqa: E402
 from pinnrun.runtime import StopOnSignal  # noqa: E402
 from pinnrun.tracking import MemoryTracker, flatten, open_run  # noqa: E402
+
+from backend_race import median, race, report  # noqa: E402 - scripts/backend_race.py, beside this script
+from peer_venvs import DEEPXDE_PACKAGES, JAX_PACKAGES, venv_python  # noqa: E402
 
 TARGET_L2 = 1e-2
 
@@ -102,11 +110,6 @@ class DeepXDEBurgers:
         self.model = dde.Model(data, net)
         self.model.compile("adam", lr=1e-3)
 
-    def step_ms(self, steps: int) -> float:
-        start = time.perf_counter()
-        self.model.train(iterations=steps, display_every=steps, verbose=0)
-        return 1e3 * (time.perf_counter() - start) / steps
-
     def seconds_to_target(self, args: argparse.Namespace, reference: Evaluation) -> Optional[float]:
         """The time-to-target recipe in DeepXDE: Adam then L-BFGS, rel-L2 checked by a callback every
         `check_every` steps/iterations (the check's own time excluded), stopping at the target."""
@@ -138,46 +141,6 @@ class DeepXDEBurgers:
             model.compile("L-BFGS")
             model.train(callbacks=[target], display_every=check, verbose=0)
         return target.reached
-
-
-def median(values: list[float]) -> float:
-    return float(statistics.median(values))
-
-
-def adam_speed(out: Path, args: argparse.Namespace, notes: list[str]) -> dict[str, Any]:
-    """ms per Adam step of each variant, measured in turn within each repeat."""
-    points = f"problem.n.pde={args.points}"
-    variants: dict[str, Any] = {
-        "pinnrun autograd": PinnrunVariant(out / "autograd", points),
-        "pinnrun jet": PinnrunVariant(out / "jet", points, "engine.derivatives=jet"),
-        "pinnrun jet+compile": PinnrunVariant(out / "compile", points, "engine.derivatives=jet", "engine.compile=true"),
-    }
-    if importlib.util.find_spec("deepxde") is not None and not args.skip_deepxde:
-        variants["deepxde pytorch"] = DeepXDEBurgers(args.points)
-    else:
-        notes.append("DeepXDE not measured: install the bench extra (pip install -e '.[bench]')")
-    warmup_s = {}
-    for name, variant in variants.items():
-        start = time.perf_counter()
-        variant.step_ms(args.warmup)
-        warmup_s[name] = time.perf_counter() - start
-        print(f"  warm-up {name}: {warmup_s[name]:.1f} s for {args.warmup} steps", flush=True)
-    samples: dict[str, list[float]] = {name: [] for name in variants}
-    for repeat in range(args.repeats):
-        for name, variant in variants.items():
-            samples[name].append(variant.step_ms(args.steps))
-        print(f"  repeat {repeat + 1}: " + ", ".join(f"{n} {s[-1]:.1f} ms" for n, s in samples.items()), flush=True)
-    result: dict[str, Any] = {"ms_per_step": {n: median(s) for n, s in samples.items()}, "samples_ms": samples,
-                              "warmup_s": warmup_s}
-    if "deepxde pytorch" in samples:
-        # per-repeat ratios (same repeat = same load), then their median
-        result["speedup_vs_deepxde"] = {
-            n: median([d / p for d, p in zip(samples["deepxde pytorch"], s)]) for n, s in samples.items() if n != "deepxde pytorch"
-        }
-    result["speedup_vs_autograd"] = {
-        n: median([a / p for a, p in zip(samples["pinnrun autograd"], s)]) for n, s in samples.items()
-    }
-    return result
 
 
 def tracking_overhead(out: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -343,10 +306,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50, help="Adam steps per timed sample")
     parser.add_argument("--warmup", type=int, default=10, help="Adam steps before timing (includes compilation)")
     parser.add_argument("--points", type=int, default=10000, help="collocation points")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--ic", type=int, default=100, help="initial points (the Adam race)")
+    parser.add_argument("--bc", type=int, default=200, help="boundary points (the Adam race)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1],
+                        help="CPU threads of each contender in the Adam race, one count after the other; the first "
+                             "is torch's in the other sections")
+    parser.add_argument("--floor-repeats", type=int, default=30, help="samples of the matrix-product floor (0: none)")
+    parser.add_argument("--adam-only", action="store_true", help="only the Adam race (the backend comparison)")
     parser.add_argument("--tracking-steps", type=int, default=300)
     parser.add_argument("--gp-steps", type=int, default=500, help="Adam steps of the sapinn_gp run (5 resamples)")
-    parser.add_argument("--skip-deepxde", action="store_true")
+    parser.add_argument("--skip-deepxde", action="store_true", help="no DeepXDE contender (nor in time to target)")
+    parser.add_argument("--skip-jax", action="store_true", help="no DeepXDE-jax nor plain JAX contender")
+    parser.add_argument("--deepxde-venv", type=Path, default=Path(".venv-deepxde"),
+                        help="DeepXDE with torch, TensorFlow and tensorflow-probability (created when missing)")
+    parser.add_argument("--jax-venv", type=Path, default=Path(".venv-jax"),
+                        help="JAX, optax, flax and DeepXDE (created when missing)")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--time-to-target", action="store_true", help="also train each variant to rel-L2 <= 1e-2")
     parser.add_argument("--check-every", type=int, default=250, help="steps between rel-L2 checks (time to target)")
@@ -354,14 +328,31 @@ def main() -> None:
     parser.add_argument("--target-lbfgs", type=int, default=3000, help="L-BFGS iterations (at most) after them")
     parser.add_argument("--json", type=Path, default=Path("benchmark.json"))
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads[0])
     notes: list[str] = []
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} thread(s)"
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads[0]} thread(s)"
     print(f"machine: {machine}; load average {os.getloadavg()[0]:.1f}", flush=True)
+    pythons = {"pinnrun": Path(sys.executable)}
+    if not args.skip_deepxde:
+        pythons["deepxde"] = venv_python(args.deepxde_venv, DEEPXDE_PACKAGES)
+    if not args.skip_jax:
+        pythons["jax"] = venv_python(args.jax_venv, JAX_PACKAGES)
+    speed = race(args, pythons)
+    result: dict[str, Any] = {"command": " ".join(sys.argv), "machine": machine, "args": {k: str(v) for k, v in vars(args).items()},
+                              "adam": speed}
+    print()
+    print(report(speed))
+    if not args.adam_only:
+        result.update(other_sections(args, speed, notes))
+    result.update({"notes": notes, "load_average": os.getloadavg()})
+    args.json.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.json}")
+
+
+def other_sections(args: argparse.Namespace, speed: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """Tracking, start-up, memory, schemes and time to target, in this process; their table printed."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        print("Adam steps:", flush=True)
-        speed = adam_speed(out, args, notes)
         print("tracking on/off:", flush=True)
         tracking = tracking_overhead(out, args)
         print("start-up:", flush=True)
@@ -376,13 +367,9 @@ def main() -> None:
         else:
             notes.append("time to rel-L2 <= 1e-2 not measured (pass --time-to-target)")
     rows = [("measure", "value", "target")]
-    for name, ms in speed["ms_per_step"].items():
-        rows.append((f"Adam ms/step, {name}", f"{ms:.1f}", ""))
-    for name, ratio in speed.get("speedup_vs_deepxde", {}).items():
-        rows.append((f"speed-up vs DeepXDE, {name}", f"{ratio:.2f}x", ">= 2x"))
-    for name, ratio in speed["speedup_vs_autograd"].items():
-        rows.append((f"speed-up vs pinnrun autograd, {name}", f"{ratio:.2f}x", ""))
-    rows.append(("compile warm-up (s)", f"{speed['warmup_s']['pinnrun jet+compile']:.1f}", ""))
+    warmup = speed["threads"][str(args.threads[0])]["warmup_s"]
+    if "pinnrun jet+compile" in warmup:
+        rows.append((f"compile warm-up, {args.warmup} steps (s)", f"{warmup['pinnrun jet+compile']:.1f}", ""))
     rows.append(("tracking on/off", f"{tracking['ratio_on_off']:.3f}", "<= 1.03"))
     for mode, seconds in start["median_s"].items():
         rows.append((f"launch to {mode} (s)", f"{seconds:.1f}", "<= 5" if mode.startswith("first step") else ""))
@@ -397,11 +384,7 @@ def main() -> None:
     print(table(rows))
     for note in notes:
         print(f"note: {note}")
-    report = {"machine": machine, "args": {k: str(v) for k, v in vars(args).items()}, "adam": speed,
-              "tracking": tracking, "startup": start, "peak_rss_mib": memory, "schemes": schemes,
-              "time_to_target_s": target, "notes": notes, "load_average": os.getloadavg()}
-    args.json.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.json}")
+    return {"tracking": tracking, "startup": start, "peak_rss_mib": memory, "schemes": schemes, "time_to_target_s": target}
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ writes curves.json, optimizers.png (rel-L2 against seconds) and a table: seconds
 unless `--budget` is given). `--paired-seeds 0 1 2 3 4` adds a paired comparison of uniform vs
 SA-PINN weights under Adam + SSBroyden (per-seed error ratios: geometric mean, t-interval of the
 log ratios, Wilcoxon signed-rank p). DeepXDE runs in its own virtual environment, `--deepxde-venv`
-(created with deepxde, tensorflow-cpu and torch when missing; `--skip-deepxde` leaves it out).
+(created with scripts/peer_venvs.py DEEPXDE_PACKAGES when missing; `--skip-deepxde` leaves it out).
 With deepxde 1.15.0 and TensorFlow 2.12-2.21 the default backend's L-BFGS-B stops after one
 iteration without lowering the loss (deepxde issues #1819, #1977); its curve shows that.
 """
@@ -43,11 +43,12 @@ from pinnrun.engine import build, train, validate
 from pinnrun.runtime import StopOnSignal
 from pinnrun.tracking import MemoryTracker
 
+from peer_venvs import DEEPXDE_PACKAGES, venv_python  # scripts/peer_venvs.py, beside this script
+
 TARGETS = (1e-2, 1e-3, 1e-4)
 CONTENDERS = {"pinnrun adam+lbfgs": "lbfgs", "pinnrun adam+bfgs": "bfgs", "pinnrun adam+ssbfgs": "ssbfgs",
               "pinnrun adam+ssbroyden": "ssbroyden"}
 DEEPXDE = {"deepxde tf.compat.v1 adam+lbfgs": "tensorflow.compat.v1", "deepxde pytorch adam+lbfgs": "pytorch"}
-DEEPXDE_PACKAGES = ("deepxde==1.15.0", "tensorflow-cpu==2.15.1", "torch==2.13.0")
 DRIVER = Path(__file__).with_name("deepxde_burgers.py")
 Curve = list[tuple[float, float]]
 
@@ -86,22 +87,12 @@ def pinnrun_curve(args: argparse.Namespace, method: str, out: Path, seed: int, w
             "stop_reasons": tracker.tags}
 
 
-def deepxde_python(venv: Path) -> Path:
-    """The DeepXDE environment's interpreter, creating the environment when it is missing."""
-    python = venv / "bin" / "python"
-    if not python.exists():
-        print(f"creating {venv} with {' '.join(DEEPXDE_PACKAGES)}", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *DEEPXDE_PACKAGES], check=True)
-    return python
-
-
 def deepxde_curve(args: argparse.Namespace, reference: Path, out: Path, backend: str) -> dict:
     """DeepXDE's recipe with one backend in its own environment, one thread (TensorFlow's, torch's and OpenMP's)."""
     result = out / f"deepxde-{backend}.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
            "DDE_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [str(deepxde_python(args.deepxde_venv)), str(DRIVER), "--reference", str(reference), "--out", str(result),
+    command = [str(venv_python(args.deepxde_venv, DEEPXDE_PACKAGES)), str(DRIVER), "--reference", str(reference), "--out", str(result),
                "--depth", str(args.depth), "--width", str(args.width), "--pde", str(args.pde), "--bc", str(args.bc),
                "--ic", str(args.ic), "--adam", str(args.adam), "--lbfgs", str(args.qn), "--check-every",
                str(args.check_every), "--seed", str(args.seed)]

@@ -30,7 +30,8 @@ import numpy as np
 
 def burgers_data(dde: Any, n_pde: int, n_bc: int = 200, n_ic: int = 100) -> Any:
     """DeepXDE's Burgers example (u_t + u u_x = (0.01/pi) u_xx, u(x,0) = -sin(pi x), u(+-1,t) = 0) with
-    the given point counts; also used by scripts/benchmark.py with DeepXDE's PyTorch backend."""
+    the given point counts; also used by scripts/benchmark.py and scripts/benchmark_worker.py with
+    every DeepXDE backend they measure (pytorch, tensorflow.compat.v1, tensorflow, jax)."""
     geomtime = dde.geometry.GeometryXTime(dde.geometry.Interval(-1, 1), dde.geometry.TimeDomain(0, 1))
     nu = 0.01 / np.pi
 
@@ -38,6 +39,8 @@ def burgers_data(dde: Any, n_pde: int, n_bc: int = 200, n_ic: int = 100) -> Any:
         u_x = dde.grad.jacobian(y, x, i=0, j=0)
         u_t = dde.grad.jacobian(y, x, i=0, j=1)
         u_xx = dde.grad.hessian(y, x, i=0, j=0)
+        if dde.backend.backend_name == "jax":  # values come as (array, function) pairs there
+            y, u_x, u_t, u_xx = y[0], u_x[0], u_t[0], u_xx[0]
         return u_t + y * u_x - nu * u_xx
 
     bc = dde.icbc.DirichletBC(geomtime, lambda x: 0, lambda _, on_boundary: on_boundary)
