@@ -86,10 +86,10 @@ def set_allocator(mode: str) -> None:
     so the step's freed temporaries are reused from the heap instead of unmapped and mapped again
     as fresh, zero-filled pages at every step. The compiled jet step's (4, 10k, 20) float32
     temporaries are 3.2 MB each, above glibc's default 128 KiB mmap threshold: measured on Burgers
-    8 x 20 at 10k points, 1,400-3,300 minor page faults per step with `system` against 0-30 with
-    `tuned` (scripts/benchmark.py counts them per contender; docs/benchmark.md). Raising one
-    threshold alone does not help (the trim threshold alone gave 15,500 faults per step: freed
-    chunks at the top of the heap are still returned). The cost: the process keeps its peak heap
+    8 x 20 at 10k points in scripts/benchmark.py's race, 5,400-13,800 minor page faults per step
+    with `system` against 0 with `tuned`, and a 1.3-1.85x slower step (docs/benchmark.md). Both
+    thresholds are needed: in a one-off probe the trim threshold alone gave 15,500 faults per step
+    and the mmap threshold alone 4,700-12,200. The cost: the process keeps its peak heap
     until it exits, as torch's CUDA caching allocator does on a GPU. `system` leaves malloc alone;
     a threshold once set stays set for the process, so `system` after `tuned` in one process (a
     test session) does not undo it. Elsewhere than glibc this does nothing."""

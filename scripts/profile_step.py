@@ -18,14 +18,18 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from peer_venvs import DEEPXDE_PACKAGES, venv_python  # noqa: E402  scripts/peer_venvs.py, beside this script
+
 MATMUL_TORCH = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 MATMUL_TF = ("MatMul", "BatchMatMulV2", "_FusedMatMul", "_MklMatMul", "_MklFusedMatMul", "_MklNativeFusedMatMul")
 
@@ -44,18 +48,31 @@ def split(kernels: dict[str, float], matmul_names: tuple[str, ...], wall_ms: flo
             "unaccounted_ms": profiled_ms - matmul - other, "top_ops_ms": [[name, round(ms, 3)] for ms, name in top]}
 
 
+def one_thread_variant(points: int, *overrides: str) -> Any:
+    """A built pinnrun Burgers run at one thread that trains on with `step_ms(k)` (benchmark.py's)."""
+    import torch
+
+    from benchmark import PinnrunVariant
+
+    torch.set_num_threads(1)
+    return PinnrunVariant(Path(tempfile.mkdtemp()), f"problem.n.pde={points}", "threads=1", *overrides)
+
+
+def in_fresh_process(call: str, env: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    """The JSON result of `profile_step.<call>` run in a new interpreter: the allocator setting and
+    inductor's cache are per process."""
+    out = subprocess.run([sys.executable, "-c", f"import sys, json; sys.path.insert(0, {str(HERE)!r}); import profile_step as p; "
+                          f"print(json.dumps(p.{call}))"], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def profile_pinnrun(overrides: list[str], steps: int, points: int) -> dict[str, Any]:
     """torch.profiler over `steps` Adam steps of the real loop, after a warm-up (and compile)."""
-    import torch
     import torch._inductor.config as inductor_config
     from torch.profiler import ProfilerActivity, profile
 
-    sys.path.insert(0, str(HERE))
-    from benchmark import PinnrunVariant
-
     inductor_config.cpp.enable_kernel_profile = True  # name inductor's fused kernels in the profile
-    torch.set_num_threads(1)
-    variant = PinnrunVariant(Path(tempfile.mkdtemp()), f"problem.n.pde={points}", "threads=1", *overrides)
+    variant = one_thread_variant(points, *overrides)
     variant.step_ms(10)
     faults = minor_faults()
     wall_ms = variant.step_ms(steps)
@@ -80,7 +97,6 @@ def profile_deepxde_tf(steps: int, points: int) -> dict[str, Any]:
     import numpy as np
     import tensorflow as tf
 
-    sys.path.insert(0, str(HERE))
     from deepxde_burgers import burgers_data
 
     dde.config.set_random_seed(0)
@@ -111,14 +127,7 @@ def profile_deepxde_tf(steps: int, points: int) -> dict[str, Any]:
 
 def compiled_step_ms(allocator: str, steps: int, points: int, repeats: int = 3) -> dict[str, Any]:
     """ms per jet + compile Adam step in this process: compile time, then `repeats` timings."""
-    import torch
-
-    sys.path.insert(0, str(HERE))
-    from benchmark import PinnrunVariant
-
-    torch.set_num_threads(1)
-    variant = PinnrunVariant(Path(tempfile.mkdtemp()), f"problem.n.pde={points}", "threads=1", "engine.derivatives=jet",
-                             "engine.compile=true", f"engine.allocator={allocator}")
+    variant = one_thread_variant(points, "engine.derivatives=jet", "engine.compile=true", f"engine.allocator={allocator}")
     start = time.perf_counter()
     variant.step_ms(5)
     compile_s = time.perf_counter() - start
@@ -137,24 +146,21 @@ def compile_stability(launches: int, steps: int, points: int) -> dict[str, Any]:
         for cache, allocator in configs:
             cache_dir = warm if cache == "warm" else Path(tempfile.mkdtemp(prefix="inductor-fresh-"))
             env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache_dir), "OMP_NUM_THREADS": "1"}
-            out = subprocess.run([sys.executable, "-c", f"import sys, json; sys.path.insert(0, {str(HERE)!r}); import profile_step as p; "
-                                  f"print(json.dumps(p.compiled_step_ms({allocator!r}, {steps}, {points})))"],
-                                 env=env, capture_output=True, text=True, check=True)
-            row = json.loads(out.stdout.strip().splitlines()[-1])
+            row = in_fresh_process(f"compiled_step_ms({allocator!r}, {steps}, {points})", env)
             results[f"{cache} cache, {allocator} malloc"].append(row)
             print(f"launch {launch} {cache} cache, {allocator} malloc: compile {row['compile_s']:.1f} s, "
                   f"ms/step {', '.join(f'{m:.1f}' for m in row['ms'])}, faults/step {row['faults_per_step']:.0f}", flush=True)
     summary = {}
     for name, rows in results.items():
-        medians = [sorted(row["ms"])[len(row["ms"]) // 2] for row in rows]
-        summary[name] = {"median_ms_per_launch": medians, "spread": (max(medians) - min(medians)) / sorted(medians)[len(medians) // 2]}
+        medians = [statistics.median_high(row["ms"]) for row in rows]
+        summary[name] = {"median_ms_per_launch": medians, "spread": (max(medians) - min(medians)) / statistics.median_high(medians)}
     return {"launches": results, "summary": summary}
 
 
 def deepxde_subprocess(venv: Path, steps: int, points: int) -> dict[str, Any]:
     env = {**os.environ, "DDE_BACKEND": "tensorflow.compat.v1", "OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
            "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    out = subprocess.run([str(venv / "bin" / "python"), __file__, "--only-deepxde-tf", "--steps", str(steps), "--points", str(points)],
+    out = subprocess.run([str(venv_python(venv, DEEPXDE_PACKAGES)), __file__, "--only-deepxde-tf", "--steps", str(steps), "--points", str(points)],
                          env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -163,7 +169,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--points", type=int, default=10_000)
-    parser.add_argument("--deepxde-venv", type=Path)
+    parser.add_argument("--deepxde-venv", type=Path, help="DeepXDE's environment (created from scripts/peer_venvs.py when missing); "
+                        "without it DeepXDE is not profiled")
     parser.add_argument("--only-deepxde-tf", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--compile-launches", type=int, default=0,
                         help="also time the jet + compile step in this many launches per cache state and allocator")
@@ -183,10 +190,7 @@ def main() -> None:
                   "pinnrun jet+compile, system malloc": ["engine.derivatives=jet", "engine.compile=true", "engine.allocator=system"]}
     results: dict[str, Any] = {"load_average_start": os.getloadavg()}
     for name, overrides in contenders.items():  # each in its own process: the allocator setting is per process
-        out = subprocess.run([sys.executable, "-c", f"import sys, json; sys.path.insert(0, {str(HERE)!r}); import profile_step as p; "
-                              f"print(json.dumps(p.profile_pinnrun({overrides!r}, {args.steps}, {args.points})))"],
-                             capture_output=True, text=True, check=True)
-        results[name] = json.loads(out.stdout.strip().splitlines()[-1])
+        results[name] = in_fresh_process(f"profile_pinnrun({overrides!r}, {args.steps}, {args.points})")
         print(name, {k: v for k, v in results[name].items() if k != "top_ops_ms"}, flush=True)
     if args.deepxde_venv:
         results["deepxde tensorflow.compat.v1"] = deepxde_subprocess(args.deepxde_venv, args.steps, args.points)
