@@ -76,3 +76,33 @@ def test_paper_preset_gets_the_papers_scheme_settings_from_the_scheme_defaults(
     values the papers used, should a scheme's defaults change."""
     weighting = OmegaConf.to_container(make_cfg(f"+experiment={name}", quick=False).weighting)
     assert {key: weighting[key] for key in expected} == expected
+
+
+def header_commands(name: str) -> list[list[str]]:
+    """The overrides of every `pinnrun` command a preset's header prints. A `...` line continues the
+    header's first command; a placeholder seed (`seed=S`) becomes seed 0, a sweep its first value."""
+    commands: list[list[str]] = []
+    for line in (PRESET_DIR / f"{name}.yaml").read_text().splitlines():
+        words = line.lstrip("# ").split()
+        if not words or words[0] not in ("pinnrun", "..."):
+            continue
+        overrides = []
+        for word in words[1:]:
+            if word.startswith("("):
+                break
+            if word.startswith(("--", "hydra/")):
+                continue
+            key, value = word.strip("'").split("=", 1)
+            overrides.append(f"{key}={'0' if value == 'S' else value.split(',')[0]}")
+        commands.append(overrides if words[0] == "pinnrun" else commands[0] + overrides)
+    return commands
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_command_in_a_presets_header_composes_and_validates(
+        make_cfg: Callable[..., DictConfig], name: str) -> None:
+    """The headers are the presets' documentation: each command they print must run as printed."""
+    commands = header_commands(name)
+    assert commands and all(f"+experiment={name}" in command for command in commands)
+    for command in commands:
+        validate(make_cfg(*command, quick=False))
