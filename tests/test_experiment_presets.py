@@ -80,7 +80,8 @@ def test_paper_preset_gets_the_papers_scheme_settings_from_the_scheme_defaults(
 
 def header_commands(name: str) -> list[list[str]]:
     """The overrides of every `pinnrun` command a preset's header prints. A `...` line continues the
-    header's first command; a placeholder seed (`seed=S`) becomes seed 0, a sweep its first value."""
+    header's first command; a placeholder seed (`seed=S`) becomes seed 0, a sweep its first value
+    (a `range(...)` becomes 0: any value of the sweep checks the rest of the command)."""
     commands: list[list[str]] = []
     for line in (PRESET_DIR / f"{name}.yaml").read_text().splitlines():
         words = line.lstrip("# ").split()
@@ -93,7 +94,7 @@ def header_commands(name: str) -> list[list[str]]:
             if word.startswith(("--", "hydra/")):
                 continue
             key, value = word.strip("'").split("=", 1)
-            overrides.append(f"{key}={'0' if value == 'S' else value.split(',')[0]}")
+            overrides.append(f"{key}={'0' if value == 'S' or value.startswith('range(') else value.split(',')[0]}")
         commands.append(overrides if words[0] == "pinnrun" else commands[0] + overrides)
     return commands
 
