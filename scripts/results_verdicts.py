@@ -1,8 +1,9 @@
 """Paired verdicts for the per-seed tables of docs/results.md whose runs' stores were not kept.
 
 Each markdown table there whose header starts with `| seed |` holds one row per setting and one
-column per seed. Every row other than `uniform...` and `shock ratio` is paired by seed with the
-table's uniform row and summarised as pinnrun-compare --baseline does (pinnrun.paired: ratio with
+column per seed. Every row other than the baseline and `shock ratio` is paired by seed with the
+baseline, the table's `uniform...` row (or its first row where it has none, e.g. fixed points
+against RAD), and summarised as pinnrun-compare --baseline does (pinnrun.paired: ratio with
 its 95 % t-interval, exact Wilcoxon p, Holm over the table's rows, wins, seeds needed for 80 %
 power, verdict). Runs at one seed share the network and the points, so the pairing is real.
 
@@ -44,8 +45,8 @@ def seed_tables(text: str) -> Iterator[tuple[str, dict[str, dict[str, float]]]]:
 
 
 def verdict_table(rows: dict[str, dict[str, float]], effect: Optional[float]) -> pd.DataFrame:
-    """Every non-uniform row against the table's uniform row, on the seeds both have."""
-    baselines = [label for label in rows if label.startswith("uniform")]
+    """Every other row against the table's uniform row (or, with none, its first row), on the seeds both have."""
+    baselines = [label for label in rows if label.startswith("uniform")] or list(rows)[:1]
     if len(baselines) != 1:
         raise ValueError(f"expected one uniform row, found {baselines}")
     base = rows[baselines[0]]
